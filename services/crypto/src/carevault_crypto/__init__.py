@@ -1,0 +1,1 @@
+"""carevault crypto surface."""

@@ -1,0 +1,55 @@
+"""gateway app: the only public component. HTTPS only; forwards to api."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from starlette.responses import Response
+
+from carevault_common.app import add_readiness_check, build_app, lifespan_marker
+from carevault_common.clients import ServiceClient
+from carevault_common.mtls import client_context_for
+from carevault_gateway.config import Settings
+from carevault_gateway.headers import SecurityHeadersMiddleware
+from carevault_gateway.limits.ratelimit import TooManyRequests, build_rate_limiter
+from carevault_gateway.proxy.forward import forward
+
+PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        api = ServiceClient("api", settings.api_url, client_context_for(settings), timeout_seconds=300)
+        await api.start()
+        limiter = build_rate_limiter(settings.redis_url, settings.rate_limit_per_second, settings.rate_limit_burst)
+        app.state.api, app.state.limiter = api, limiter
+        add_readiness_check(app, "api", api.is_ready)
+        try:
+            async for _ in lifespan_marker(app):
+                yield
+        finally:
+            await api.close()
+            await limiter.close()
+
+    app = build_app("gateway", lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.add_middleware(SecurityHeadersMiddleware, environment=settings.environment.value)
+
+    @app.get("/healthz")
+    async def public_health(request: Request) -> Response:
+        """Says only whether the mesh behind the gateway is ready."""
+        ready = await request.app.state.api.is_ready()
+        return ORJSONResponse({"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503)
+
+    @app.api_route("/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)
+    async def proxy(request: Request, path: str) -> Response:
+        client = request.client.host if request.client else "unknown"
+        if not await request.app.state.limiter.allow(client):
+            raise TooManyRequests("Slow down.", headers={"retry-after": "1"})
+        return await forward(request, request.app.state.api, settings.max_body_bytes)
+
+    return app

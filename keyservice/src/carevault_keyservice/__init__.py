@@ -1,0 +1,1 @@
+"""carevault keyservice: key zone: escrows patient keys for the hosting doctor and runs the break-glass workflow."""

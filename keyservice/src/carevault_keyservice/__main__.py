@@ -1,0 +1,15 @@
+"""``carevault-keyservice serve`` | migrate."""
+
+import sys
+
+from carevault_common.cli import service_main
+from carevault_keyservice.config import MIGRATIONS_DIR, Settings
+from carevault_keyservice.main import create_app
+
+
+def main() -> int:
+    return service_main("keyservice", Settings, create_app, MIGRATIONS_DIR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

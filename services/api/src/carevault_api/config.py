@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from carevault_common.settings import DatabaseSettings, ServiceSettings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+class Settings(ServiceSettings, DatabaseSettings):
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore", frozen=True)
+
+    port: int = 8444
+    management_port: int = 9081
+    records_url: str = "https://127.0.0.1:8445"
+    fileservice_url: str = "https://127.0.0.1:8447"
+    keyservice_url: str = "https://127.0.0.1:8446"

@@ -1,0 +1,47 @@
+"""api app: accepts the gateway only; calls records, fileservice and keyservice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from carevault_api.clients.fileservice import FileserviceClient
+from carevault_api.clients.keyservice import KeyserviceClient
+from carevault_api.clients.records import RecordsClient
+from carevault_api.config import Settings
+from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
+from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.mtls import client_context_for
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        context = client_context_for(settings)
+        records = RecordsClient("records", settings.records_url, context)
+        files = FileserviceClient("fileservice", settings.fileservice_url, context)
+        keys = KeyserviceClient("keyservice", settings.keyservice_url, context)
+        for client in (records, files, keys):
+            await client.start()
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.records, app.state.files, app.state.keys = records, files, keys
+        add_readiness_check(app, "database", lambda: database_ready(engine))
+        add_readiness_check(app, "records", records.is_ready)
+        add_readiness_check(app, "fileservice", files.is_ready)
+        add_readiness_check(app, "keyservice", keys.is_ready)
+        try:
+            async for _ in lifespan_marker(app):
+                yield
+        finally:
+            for client in (records, files, keys):
+                await client.close()
+            await engine.dispose()
+
+    app = build_app("api", lifespan)
+    app.state.settings = settings
+    app.include_router(mesh_router(app, "gateway"))
+    return app

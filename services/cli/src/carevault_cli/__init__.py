@@ -1,0 +1,1 @@
+"""The ``carevault`` operator command."""

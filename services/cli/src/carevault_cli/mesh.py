@@ -1,0 +1,187 @@
+"""Start the five services as local processes on loopback.
+
+Used by ``carevault run`` (``make run``) and by the end-to-end tests, so that the
+tests exercise exactly what a first-look user runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carevault_crypto.pki import SERVICES, ensure_ca, ensure_service_certificates
+
+DB_SERVICES = ("api", "records", "keyservice", "fileservice")
+# Start order: a service starts after what it calls, so readiness settles fast.
+START_ORDER = ("keyservice", "records", "fileservice", "api", "gateway")
+ENV_PREFIX = {"gateway": "GATEWAY_", "api": "API_", "records": "RECORDS_", "keyservice": "KEYSERVICE_", "fileservice": "FILESERVICE_"}
+TLS_PORTS = {"gateway": 8443, "api": 8444, "records": 8445, "keyservice": 8446, "fileservice": 8447}
+MANAGEMENT_PORTS = {"gateway": 9080, "api": 9081, "records": 9082, "keyservice": 9083, "fileservice": 9084}
+
+
+@dataclass
+class MeshLayout:
+    """Where a local mesh keeps its state and which ports it uses."""
+
+    state_dir: Path
+    port_offset: int = 0
+    # e.g. "postgresql+asyncpg://127.0.0.1:5432/carevault_{service}"; SQLite files when empty.
+    database_url_template: str = ""
+    redis_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def tls_port(self, service: str) -> int:
+        return TLS_PORTS[service] + self.port_offset
+
+    def management_port(self, service: str) -> int:
+        return MANAGEMENT_PORTS[service] + self.port_offset
+
+    def url(self, service: str) -> str:
+        return f"https://127.0.0.1:{self.tls_port(service)}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    def database_url(self, service: str) -> str:
+        if self.database_url_template:
+            return self.database_url_template.format(service=service)
+        return f"sqlite+aiosqlite:///{self.state_dir / 'db' / f'{service}.sqlite'}"
+
+    def log_file(self, service: str) -> Path:
+        return self.state_dir / "logs" / f"{service}.log"
+
+    def env(self, service: str) -> dict[str, str]:
+        prefix = ENV_PREFIX[service]
+        certs = self.state_dir / "certs"
+        values: dict[str, str] = {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.tls_port(service)),
+            "MANAGEMENT_PORT": str(self.management_port(service)),
+            "TLS_CERT_FILE": str(certs / f"{service}.pem"),
+            "TLS_KEY_FILE": str(certs / f"{service}-key.pem"),
+            "TLS_CA_FILE": str(self.state_dir / "ca.pem"),
+            "LOG_FILE": str(self.log_file(service)),
+        }
+        if service in DB_SERVICES:
+            values["DATABASE_URL"] = self.database_url(service)
+        if service == "gateway":
+            values["API_URL"] = self.url("api")
+            if self.redis_url:
+                values["REDIS_URL"] = self.redis_url
+        elif service == "api":
+            values |= {
+                "RECORDS_URL": self.url("records"),
+                "FILESERVICE_URL": self.url("fileservice"),
+                "KEYSERVICE_URL": self.url("keyservice"),
+            }
+        elif service == "records":
+            values["KEYSERVICE_URL"] = self.url("keyservice")
+        elif service == "keyservice":
+            values["DOCTOR_KEYS_DIR"] = str(self.state_dir / "doctor" / "public")
+        elif service == "fileservice":
+            values["BLOB_DIR"] = str(self.state_dir / "blobs")
+        env = {prefix + key: value for key, value in values.items()}
+        env.update(self.extra_env)
+        return env
+
+
+def prepare_state(layout: MeshLayout) -> None:
+    """CA, certificates and directories; idempotent."""
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.state_dir, 0o700)
+    ensure_ca(layout.state_dir)
+    ensure_service_certificates(layout.state_dir)
+    for sub in ("db", "logs", "blobs", "doctor/public"):
+        (layout.state_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _command(service: str, action: str) -> list[str]:
+    return [sys.executable, "-m", f"carevault_{service}", action]
+
+
+def _child_env(layout: MeshLayout, service: str, base_env: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in base_env.items() if not any(k.startswith(p) for p in ENV_PREFIX.values())}
+    env.update(layout.env(service))
+    # Route templates only in any OpenTelemetry instrumentation (raw paths carry ids).
+    env.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    return env
+
+
+def migrate_all(layout: MeshLayout, base_env: Mapping[str, str] | None = None) -> None:
+    base = dict(os.environ if base_env is None else base_env)
+    for service in DB_SERVICES:
+        subprocess.run(_command(service, "migrate"), env=_child_env(layout, service, base), check=True)
+
+
+class Mesh:
+    """The running processes of a local mesh."""
+
+    def __init__(self, layout: MeshLayout) -> None:
+        self.layout = layout
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, services: tuple[str, ...] = START_ORDER, base_env: Mapping[str, str] | None = None) -> None:
+        base = dict(os.environ if base_env is None else base_env)
+        for service in services:
+            self.start_one(service, base)
+
+    def start_one(self, service: str, base_env: Mapping[str, str] | None = None) -> None:
+        base = dict(os.environ if base_env is None else base_env)
+        log = open(self.layout.state_dir / "logs" / f"{service}.stderr", "ab")  # noqa: SIM115 - owned by the child
+        self.processes[service] = subprocess.Popen(
+            _command(service, "serve"),
+            env=_child_env(self.layout, service, base),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            # Own session: a terminal's Ctrl-C reaches only `carevault run`, which
+            # then stops the services in order instead of all at once.
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 60.0, services: tuple[str, ...] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services or tuple(self.processes):
+            url = f"http://127.0.0.1:{self.layout.management_port(service)}/readyz"
+            while True:
+                proc = self.processes.get(service)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{service} exited with code {proc.returncode}; see {self.layout.state_dir / 'logs'}")
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        if resp.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} not ready after {timeout:.0f}s; see {self.layout.state_dir / 'logs'}")
+                time.sleep(0.1)
+
+    def stop_one(self, service: str, timeout: float = 15.0) -> int | None:
+        proc = self.processes.pop(service, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop(self) -> dict[str, int | None]:
+        # Reverse start order: the edge stops taking traffic first.
+        return {service: self.stop_one(service) for service in reversed(list(self.processes))}
+
+
+__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state"]

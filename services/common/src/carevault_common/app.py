@@ -1,0 +1,108 @@
+"""The FastAPI apps every service is made of: its TLS app and its management app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from carevault_common.errors import install_error_handlers
+from carevault_common.logging import configure_logging
+from carevault_common.settings import ServiceSettings
+from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def bootstrap(service: str, settings: ServiceSettings) -> None:
+    """Process-wide setup; call once before building the apps."""
+    configure_logging(service, settings.log_level, settings.log_file)
+    configure_tracing(service, settings.otlp_endpoint)
+    configure_error_reports(service, settings.sentry_dsn, settings.environment.value)
+
+
+def build_app(
+    service: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    **kwargs: Any,
+) -> FastAPI:
+    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, default_response_class=ORJSONResponse, **kwargs)
+    app.state.readiness_checks = []
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))
+    return app
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    app.state.readiness_checks.append((name, check))
+
+
+async def _run_check(check: ReadinessCheck) -> bool:
+    try:
+        return await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+    except Exception:
+        return False
+
+
+async def readiness(app: FastAPI) -> dict[str, bool]:
+    checks: list[tuple[str, ReadinessCheck]] = app.state.readiness_checks
+    results = await asyncio.gather(*(_run_check(check) for _, check in checks))
+    return {name: ok for (name, _), ok in zip(checks, results, strict=True)}
+
+
+def build_management_app(app: FastAPI) -> FastAPI:
+    """Plain-HTTP app on its own port: /healthz, /readyz, /metrics and nothing else."""
+    management = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
+
+    @management.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @management.get("/readyz")
+    async def readyz() -> Response:
+        if not getattr(app.state, "started", False):
+            return ORJSONResponse({"status": "starting"}, status_code=503)
+        checks = await readiness(app)
+        ready = all(checks.values())
+        return ORJSONResponse({"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503)
+
+    @management.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return management
+
+
+async def lifespan_marker(app: FastAPI) -> AsyncIterator[None]:
+    """Helper for lifespans: marks the app started for /readyz."""
+    app.state.started = True
+    try:
+        yield
+    finally:
+        app.state.started = False
+
+
+def mesh_router(app: FastAPI, *callers: str) -> Any:
+    """``GET /_mesh/ready`` on the TLS port, for the services allowed to call this one:
+    how a caller learns over mTLS that this service and what it depends on answer."""
+    from fastapi import APIRouter, Depends
+
+    from carevault_common.mtls import require_callers
+
+    router = APIRouter(dependencies=[Depends(require_callers(*callers))])
+
+    @router.get("/_mesh/ready")
+    async def mesh_ready() -> Response:
+        checks = await readiness(app)
+        ready = all(checks.values())
+        return ORJSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    return router

@@ -1,0 +1,184 @@
+"""Tracing, metrics and error reports, set up once per process.
+
+Traces: an OpenTelemetry SDK tracer provider always runs, so every request has a
+trace id that crosses hops (W3C ``traceparent``) and shows in the logs; spans are
+exported over OTLP only when an endpoint is configured. Spans are named by route
+template, never by raw path (paths carry patient ids).
+
+Error reports: sentry-sdk only when a DSN is configured, with local variables off
+and an allow-list ``before_send`` (stack frames and URLs carry tokens and content).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from carevault_common.logging import request_id_var, trace_id_var
+
+REQUESTS = Counter(
+    "carevault_http_requests_total",
+    "HTTP requests served, by route template.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "carevault_http_request_duration_seconds",
+    "HTTP request latency, by route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
+    provider = TracerProvider(resource=Resource.create({"service.name": f"carevault-{service}"}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+    trace.set_tracer_provider(provider)
+
+
+# Keys of a Sentry event that may leave the process; everything else is dropped.
+_SENTRY_EVENT_KEYS = frozenset(
+    {
+        "event_id",
+        "timestamp",
+        "level",
+        "platform",
+        "logger",
+        "release",
+        "environment",
+        "server_name",
+        "exception",
+        "tags",
+        "contexts",
+        "sdk",
+    }
+)
+
+
+def _sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
+    kept = {k: v for k, v in event.items() if k in _SENTRY_EVENT_KEYS}
+    for exc in kept.get("exception", {}).get("values", []):
+        exc["value"] = ""  # messages may quote input; the type and stack are enough
+        for frame in exc.get("stacktrace", {}).get("frames", []):
+            frame.pop("vars", None)
+            frame.pop("context_line", None)
+            frame.pop("pre_context", None)
+            frame.pop("post_context", None)
+    kept.get("contexts", {}).pop("request", None)
+    return kept
+
+
+def configure_error_reports(service: str, dsn: str, environment: str) -> None:
+    if not dsn:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environment,
+        server_name=f"carevault-{service}",
+        send_default_pii=False,
+        include_local_variables=False,
+        max_request_body_size="never",
+        before_send=_sentry_before_send,  # type: ignore[arg-type]
+        traces_sample_rate=0,
+        default_integrations=False,
+    )
+
+
+def outgoing_headers() -> dict[str, str]:
+    """Headers that carry the current trace and request id to the next hop."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    if rid := request_id_var.get():
+        headers["x-request-id"] = rid
+    return headers
+
+
+class RequestContextMiddleware:
+    """Request id, trace span, metrics and one access-log line per request.
+
+    Pure ASGI (no BaseHTTPMiddleware) so that streaming bodies pass untouched and
+    the hot path pays for one span and two metric updates only.
+    """
+
+    def __init__(self, app: ASGIApp, service: str, access_logger: Any) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(f"carevault.{service}")
+        self.access_logger = access_logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")}
+        incoming_rid = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), b"").decode("latin-1")
+        request_id = incoming_rid if 0 < len(incoming_rid) <= 64 and incoming_rid.isascii() else _new_request_id()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        token = otel_context.attach(propagate.extract(carrier))
+        rid_token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        method = scope["method"]
+        try:
+            with self.tracer.start_as_current_span("HTTP " + method, kind=SpanKind.SERVER) as span:
+                tid_token = trace_id_var.set(format(span.get_span_context().trace_id, "032x"))
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                finally:
+                    route = _route_template(scope)
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status_holder["status"])
+                    if status_holder["status"] >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    elapsed = time.perf_counter() - started
+                    REQUESTS.labels(method, route, str(status_holder["status"])).inc()
+                    LATENCY.labels(method, route).observe(elapsed)
+                    self.access_logger.info(
+                        "request",
+                        extra={
+                            "method": method,
+                            "route": route,
+                            "status": status_holder["status"],
+                            "duration_ms": round(elapsed * 1000, 2),
+                        },
+                    )
+                    trace_id_var.reset(tid_token)
+        finally:
+            request_id_var.reset(rid_token)
+            otel_context.detach(token)
+
+
+def _route_template(scope: MutableMapping[str, Any]) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def _new_request_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex

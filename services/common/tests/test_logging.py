@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+
+from carevault_common.logging import JsonFormatter, redact, request_id_var
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+        "key q83vEjRWeJASNFZ4kBI0VniQEjRWeJASNFZ4kBI0Vng",
+        "mail jane.doe@example.org",
+        "call +33 6 12 34 56 78",
+        "call 06.12.34.56.78",
+        "call (555) 123-4567",
+    ],
+)
+def test_redaction_masks_secrets_and_contact_data(text: str) -> None:
+    masked = redact(text)
+    assert "[redacted" in masked
+    for secret in ("eyJzdWIi", "q83vEjRW", "jane.doe", "12 34 56", "12.34.56", "123-4567"):
+        assert secret not in masked
+
+
+def test_addresses_and_ports_are_not_mistaken_for_phones() -> None:
+    assert redact("listening on https://127.0.0.1:8444") == "listening on https://127.0.0.1:8444"
+
+
+def test_json_lines_carry_request_id_and_redacted_extras() -> None:
+    token = request_id_var.set("rid-1")
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("jane@example.org",), None)
+        record.peer = "records"
+        line = orjson.loads(JsonFormatter("api").format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["request_id"] == "rid-1"
+    assert line["service"] == "api"
+    assert line["peer"] == "records"
+    assert "jane" not in line["msg"]

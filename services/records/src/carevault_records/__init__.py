@@ -1,0 +1,1 @@
+"""carevault records: data zone: encrypts, stores and searches patient records with the key sent per request."""

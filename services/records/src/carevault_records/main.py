@@ -1,0 +1,38 @@
+"""records app: accepts api only; calls keyservice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
+from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.mtls import client_context_for
+from carevault_records.clients.keyservice import KeyserviceClient
+from carevault_records.config import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
+        await keyservice.start()
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.keyservice = keyservice
+        add_readiness_check(app, "database", lambda: database_ready(engine))
+        add_readiness_check(app, "keyservice", keyservice.is_ready)
+        try:
+            async for _ in lifespan_marker(app):
+                yield
+        finally:
+            await keyservice.close()
+            await engine.dispose()
+
+    app = build_app("records", lifespan, openapi_url=None)
+    app.state.settings = settings
+    app.include_router(mesh_router(app, "api"))
+    return app

@@ -1,0 +1,83 @@
+"""A request through the public gateway crosses every hop, with one trace id."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import httpx
+
+from tests.support import RunningMesh
+
+SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
+
+
+async def test_one_trace_id_in_every_hop(mesh: RunningMesh) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with mesh.client() as client:
+        resp = await client.get("/healthz", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert resp.status_code == 200
+    request_id = resp.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while True:
+        missing = [s for s in SERVICES if trace_id not in mesh.logs(s)]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not missing, f"trace id absent from the logs of {missing}"
+    assert all(request_id in mesh.logs(s) for s in SERVICES)
+
+
+async def test_unknown_route_is_a_problem_passed_through_unchanged(mesh: RunningMesh) -> None:
+    async with mesh.client() as client:
+        resp = await client.get("/no/such/thing")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["status"] == 404 and body["type"].endswith("/not-found")
+
+
+def _content_length(answer: bytes) -> int:
+    match = re.search(rb"(?i)content-length: (\d+)", answer)
+    return int(match.group(1)) if match else 0
+
+
+def test_declared_body_over_limit_is_refused_with_413_before_upload(mesh: RunningMesh) -> None:
+    # A raw request: HTTP clients refuse to send a Content-Length they will not honour.
+    context = mesh.ssl_context()
+    with socket.create_connection(("127.0.0.1", mesh.layout.tls_port("gateway")), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"POST /fhir/Binary HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\nx")
+            answer = b""
+            while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    # Under the FHIR base, errors are OperationOutcomes carrying the problem type.
+    assert b"application/fhir+json" in head
+    outcome = json.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "too-costly"
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"
+
+
+async def test_management_port_serves_only_health_and_metrics(mesh: RunningMesh) -> None:
+    for service in SERVICES:
+        base = f"http://127.0.0.1:{mesh.layout.management_port(service)}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+            metrics = await client.get("/metrics")
+            assert metrics.status_code == 200
+            assert (await client.get("/_mesh/ready")).status_code == 404
+            assert (await client.get("/fhir/metadata")).status_code == 404
+    # Metrics are labelled by route template, never by a raw path.
+    text = metrics.text
+    assert 'route="/_mesh/ready"' in text or 'route="/{path:path}"' in text
+    routes = set(re.findall(r'route="([^"]*)"', text))
+    assert all(r.startswith("/") or r == "unmatched" for r in routes)

@@ -1,0 +1,127 @@
+"""What the cross-service tests share: real databases, real processes, real TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carevault_cli.mesh import DB_SERVICES, Mesh, MeshLayout, migrate_all, prepare_state
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("CAREVAULT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CAREVAULT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Outside CI a missing dependency skips; under CI=true it is a failure."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must not be skipped)")
+    pytest.skip(reason)
+
+
+def shared_data_dir() -> Path:
+    path = (REPO_ROOT / ".." / "shared" / "data").resolve()
+    if not path.is_dir():
+        skip_or_fail(f"test data not found at {path}: clone beside ../shared to run these tests")
+    return path
+
+
+async def _postgres_available() -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+def require_postgres() -> str:
+    if not asyncio.run(_postgres_available()):
+        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (set CAREVAULT_TEST_POSTGRES)")
+    return POSTGRES_URL
+
+
+def require_redis() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL} (set CAREVAULT_TEST_REDIS)")
+    return REDIS_URL
+
+
+async def recreate_databases(prefix: str) -> str:
+    """Fresh PostgreSQL databases ``<prefix>_<service>``; returns the URL template."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for service in DB_SERVICES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{prefix}_{service}"')
+    finally:
+        await conn.close()
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return base + "/" + prefix + "_{service}"
+
+
+@dataclass
+class RunningMesh:
+    layout: MeshLayout
+    mesh: Mesh
+    backend: str
+
+    @property
+    def state_dir(self) -> Path:
+        return self.layout.state_dir
+
+    def ssl_context(self, identity: str | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.state_dir / "ca.pem"))
+        if identity is not None:
+            certs = self.state_dir / "certs"
+            context.load_cert_chain(certs / f"{identity}.pem", certs / f"{identity}-key.pem")
+        return context
+
+    def client(self, **kwargs: object) -> httpx.AsyncClient:
+        """A client of the public gateway, trusting only the local CA."""
+        return httpx.AsyncClient(base_url=self.layout.gateway_url, verify=self.ssl_context(), timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def logs(self, service: str) -> str:
+        path = self.layout.log_file(service)
+        return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+@contextmanager
+def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    template, redis_url = "", ""
+    if backend == "postgres":
+        require_postgres()
+        redis_url = require_redis()
+        template = asyncio.run(recreate_databases(f"cvtest{port_offset}"))
+    layout = MeshLayout(
+        state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=extra_env or {}
+    )
+    prepare_state(layout)
+    migrate_all(layout)
+    mesh = Mesh(layout)
+    try:
+        mesh.start()
+        mesh.wait_ready(timeout=60)
+        yield RunningMesh(layout, mesh, backend)
+    finally:
+        mesh.stop()

@@ -157,3 +157,13 @@ def test_key_objects_have_no_public_byte_attributes() -> None:
         public = [name for name in dir(obj) if not name.startswith("_")]
         for name in public:
             assert not isinstance(getattr(obj, name), bytes | bytearray), name
+
+
+def test_equality_is_constant_time_and_keys_are_unhashable() -> None:
+    key = PatientKey.generate()
+    same = PatientKey.from_header(patient_key_to_header(key))
+    assert key == same
+    assert key != PatientKey.generate()
+    assert key != FileKey.from_transport(file_key_to_transport(FileKey.generate()))
+    with pytest.raises(TypeError):
+        hash(key)

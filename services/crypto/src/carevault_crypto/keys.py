@@ -47,6 +47,14 @@ class _SecretKey:
             raise InvalidKeyFormat("key must be 32 bytes")
         self._raw = bytes(raw)
 
+    def __eq__(self, other: object) -> bool:
+        """Constant-time comparison with a key of the same kind."""
+        if not isinstance(other, _SecretKey) or type(other) is not type(self):
+            return NotImplemented
+        return _primitives.constant_time_equal(self._raw, other._raw)
+
+    __hash__ = None  # type: ignore[assignment]  # keys are not dict keys / set members
+
     def __repr__(self) -> str:
         return "***"
 

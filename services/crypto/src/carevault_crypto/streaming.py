@@ -101,6 +101,31 @@ def _open_header(
     return cipher, _CODES[header[1]]
 
 
+def _full_segments(buf: bytearray, chunk: _primitives.BytesLike, size: int) -> list[memoryview]:
+    """Cut off the ``size``-byte segments that are certainly not the last one.
+
+    At most ``size`` bytes stay buffered in ``buf`` (the possibly-last segment);
+    full segments are returned as views, without copying the caller's chunk.
+    """
+    view = memoryview(chunk).cast("B")
+    if len(buf) + len(view) <= size:
+        buf += view
+        return []
+    segments: list[memoryview] = []
+    if buf:
+        take = size - len(buf)
+        buf += view[:take]
+        segments.append(memoryview(bytes(buf)))
+        buf.clear()
+        view = view[take:]  # not empty: len(buf) + len(view) > size
+    pos = 0
+    while len(view) - pos > size:
+        segments.append(view[pos : pos + size])
+        pos += size
+    buf += view[pos:]
+    return segments
+
+
 class StreamingEncryptor:
     """Encrypt a file of any size in bounded memory.
 
@@ -128,19 +153,15 @@ class StreamingEncryptor:
         self._index = 0
         self._done = False
 
-    def update(self, chunk: bytes) -> bytes:
+    def update(self, chunk: _primitives.BytesLike) -> bytes:
         """Add plaintext; returns zero or more complete ciphertext segments."""
         if self._done:
             raise RuntimeError("encryptor already finalized")
-        self._buf += chunk
         out: list[bytes] = []
-        pos = 0
-        # Keep (at least) one segment back: only finalize() knows which one is last.
-        while len(self._buf) - pos > self._seg:
-            out.append(self._cipher.seal(self._index, False, self._buf[pos : pos + self._seg]))
+        # One segment is always held back: only finalize() knows which one is last.
+        for segment in _full_segments(self._buf, chunk, self._seg):
+            out.append(self._cipher.seal(self._index, False, segment))
             self._index += 1
-            pos += self._seg
-        del self._buf[:pos]
         return b"".join(out)
 
     def finalize(self) -> bytes:
@@ -169,22 +190,17 @@ class StreamingDecryptor:
         self._index = 0
         self._done = False
 
-    def update(self, chunk: bytes) -> bytes:
+    def update(self, chunk: _primitives.BytesLike) -> bytes:
         """Add ciphertext (after the header); returns authenticated plaintext, if any."""
         if self._done:
             raise DecryptionError
-        self._buf += chunk
         out: list[bytes] = []
-        pos = 0
         try:
-            while len(self._buf) - pos > self._seg_ct:
-                segment = self._buf[pos : pos + self._seg_ct]
+            for segment in _full_segments(self._buf, chunk, self._seg_ct):
                 out.append(self._cipher.open(self._index, False, segment))
                 self._index += 1
-                pos += self._seg_ct
         except (DecryptionError, ValueError):
             self._fail()
-        del self._buf[:pos]
         return b"".join(out)
 
     def finalize(self) -> bytes:

@@ -78,5 +78,6 @@ def main() -> None:
     print(f"{'streaming encrypt, 64 KiB segments':36s} {mib / enc_best:8.0f} MiB/s")
     print(f"{'streaming decrypt, 64 KiB segments':36s} {mib / dec_best:8.0f} MiB/s")
 
+
 if __name__ == "__main__":
     main()

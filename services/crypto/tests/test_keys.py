@@ -167,3 +167,12 @@ def test_equality_is_constant_time_and_keys_are_unhashable() -> None:
     assert key != FileKey.from_transport(file_key_to_transport(FileKey.generate()))
     with pytest.raises(TypeError):
         hash(key)
+
+
+def test_internal_patient_key_constructor_for_escrow() -> None:
+    from carevault_crypto.keys import _patient_key_from_raw
+
+    key = PatientKey.generate()
+    assert _patient_key_from_raw(key._raw) == key
+    with pytest.raises(InvalidKeyFormat):
+        _patient_key_from_raw(bytes(31))

@@ -118,6 +118,11 @@ class FileKey(_SecretKey):
         return cls(raw[1:], _token=_TOKEN)
 
 
+def _patient_key_from_raw(raw: bytes) -> PatientKey:
+    """Package-internal: a :class:`PatientKey` from unwrapped bytes (e.g. escrow)."""
+    return PatientKey(raw, _token=_TOKEN)
+
+
 def _file_key_from_raw(raw: bytes) -> FileKey:
     """Package-internal: a :class:`FileKey` from unwrapped bytes."""
     return FileKey(raw, _token=_TOKEN)

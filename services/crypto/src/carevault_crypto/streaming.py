@@ -113,11 +113,12 @@ def _full_segments(buf: bytearray, chunk: _primitives.BytesLike, size: int) -> l
         return []
     segments: list[memoryview] = []
     if buf:
+        # Complete the buffered segment; data follows it, so it is not the last one.
         take = size - len(buf)
         buf += view[:take]
         segments.append(memoryview(bytes(buf)))
         buf.clear()
-        view = view[take:]  # not empty: len(buf) + len(view) > size
+        view = view[take:]
     pos = 0
     while len(view) - pos > size:
         segments.append(view[pos : pos + size])

@@ -1,0 +1,45 @@
+"""Shared fixtures for the carevault_crypto tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from carevault_crypto import PatientContext, PatientKey, PatientKeyring, RecordContext
+
+
+def flips(blob: bytes) -> Iterator[tuple[int, bytes]]:
+    """Every single-byte alteration of ``blob`` (one bit flipped at each position)."""
+    for i in range(len(blob)):
+        for mask in (0x01, 0x80):
+            altered = bytearray(blob)
+            altered[i] ^= mask
+            yield i, bytes(altered)
+
+
+@pytest.fixture
+def ctx() -> PatientContext:
+    return PatientContext("tenant-a", "patient-1")
+
+
+@pytest.fixture
+def rc() -> RecordContext:
+    return RecordContext("tenant-a", "patient-1", "record-1", 3, "Observation")
+
+
+@pytest.fixture
+def patient_key() -> PatientKey:
+    return PatientKey.generate()
+
+
+@pytest.fixture
+def keyring_and_wrapped(
+    patient_key: PatientKey, ctx: PatientContext
+) -> tuple[PatientKeyring, bytes]:
+    return PatientKeyring.create(patient_key, ctx)
+
+
+@pytest.fixture
+def keyring(keyring_and_wrapped: tuple[PatientKeyring, bytes]) -> PatientKeyring:
+    return keyring_and_wrapped[0]

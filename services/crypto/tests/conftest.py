@@ -34,9 +34,7 @@ def patient_key() -> PatientKey:
 
 
 @pytest.fixture
-def keyring_and_wrapped(
-    patient_key: PatientKey, ctx: PatientContext
-) -> tuple[PatientKeyring, bytes]:
+def keyring_and_wrapped(patient_key: PatientKey, ctx: PatientContext) -> tuple[PatientKeyring, bytes]:
     return PatientKeyring.create(patient_key, ctx)
 
 

@@ -24,18 +24,11 @@ def test_record_encoding_is_unambiguous_and_covers_every_field() -> None:
         dataclasses.replace(base, resource_type="Patient"),
     ]
     assert len({v.encode() for v in variants}) == len(variants)
-    assert (
-        RecordContext("t", "pr", "x", 1, "A").encode()
-        != RecordContext("t", "p", "rx", 1, "A").encode()
-    )
+    assert RecordContext("t", "pr", "x", 1, "A").encode() != RecordContext("t", "p", "rx", 1, "A").encode()
 
 
 def test_patient_and_record_encodings_are_domain_separated() -> None:
-    assert (
-        not RecordContext("t", "p", "r", 0, "A")
-        .encode()
-        .startswith(PatientContext("t", "p").encode())
-    )
+    assert not RecordContext("t", "p", "r", 0, "A").encode().startswith(PatientContext("t", "p").encode())
 
 
 def test_patient_property() -> None:
@@ -67,7 +60,7 @@ def test_record_context_validation(kwargs: dict[str, object]) -> None:
         "resource_type": "A",
     }
     fields.update(kwargs)
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         RecordContext(**fields)  # type: ignore[arg-type]
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import flips
 
 from carevault_crypto import DecryptionError, FileKey, PatientContext, PatientKey, PatientKeyring
 from carevault_crypto.export import file_key_to_transport
 from carevault_crypto.keyring import WRAPPED_FILE_KEY_SIZE
-
-from conftest import flips
 
 FILE_ID = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
 
@@ -29,9 +28,7 @@ def test_survives_rotation(keyring: PatientKeyring, ctx: PatientContext) -> None
     blob = keyring.wrap_file_key(file_key, FILE_ID)
     new_key = PatientKey.generate()
     reopened = PatientKeyring.open(new_key, ctx, keyring.rewrap(new_key))
-    assert file_key_to_transport(reopened.unwrap_file_key(blob, FILE_ID)) == file_key_to_transport(
-        file_key
-    )
+    assert file_key_to_transport(reopened.unwrap_file_key(blob, FILE_ID)) == file_key_to_transport(file_key)
 
 
 def test_binding_and_tampering(keyring: PatientKeyring) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 import pytest
+from conftest import flips
 
 from carevault_crypto import (
     DecryptionError,
@@ -14,8 +15,6 @@ from carevault_crypto import (
     RecordContext,
 )
 from carevault_crypto.keyring import WRAPPED_KEYRING_SIZE
-
-from conftest import flips
 
 
 def test_create_and_open(patient_key: PatientKey, ctx: PatientContext, rc: RecordContext) -> None:
@@ -35,9 +34,7 @@ def test_each_patient_gets_a_new_master_key(patient_key: PatientKey, ctx: Patien
     assert first.key_id != second.key_id
 
 
-def test_open_rejects_wrong_key_and_context(
-    keyring_and_wrapped: tuple[PatientKeyring, bytes], patient_key: PatientKey
-) -> None:
+def test_open_rejects_wrong_key_and_context(keyring_and_wrapped: tuple[PatientKeyring, bytes], patient_key: PatientKey) -> None:
     _, wrapped = keyring_and_wrapped
     with pytest.raises(DecryptionError):
         PatientKeyring.open(PatientKey.generate(), PatientContext("tenant-a", "patient-1"), wrapped)

@@ -34,9 +34,7 @@ def test_patient_key_header_round_trip() -> None:
 
 
 def test_generated_keys_differ() -> None:
-    assert patient_key_to_header(PatientKey.generate()) != patient_key_to_header(
-        PatientKey.generate()
-    )
+    assert patient_key_to_header(PatientKey.generate()) != patient_key_to_header(PatientKey.generate())
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import flips
 
 from carevault_crypto import (
     DecryptionError,
@@ -14,8 +15,6 @@ from carevault_crypto import (
     RecordContext,
 )
 from carevault_crypto._record_blob import OVERHEAD
-
-from conftest import flips
 
 
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 1024, 100_000])
@@ -68,17 +67,13 @@ def test_truncation_and_extension_detected(keyring: PatientKeyring, rc: RecordCo
         {"resource_type": "Condition"},
     ],
 )
-def test_context_swap_detected(
-    keyring: PatientKeyring, rc: RecordContext, change: dict[str, object]
-) -> None:
+def test_context_swap_detected(keyring: PatientKeyring, rc: RecordContext, change: dict[str, object]) -> None:
     blob = keyring.seal_record(b"body", rc)
     with pytest.raises(DecryptionError):
         keyring.open_record(blob, dataclasses.replace(rc, **change))  # type: ignore[arg-type]
 
 
-def test_wrong_keyring_detected(
-    keyring: PatientKeyring, rc: RecordContext, patient_key: PatientKey, ctx: PatientContext
-) -> None:
+def test_wrong_keyring_detected(keyring: PatientKeyring, rc: RecordContext, patient_key: PatientKey, ctx: PatientContext) -> None:
     blob = keyring.seal_record(b"body", rc)
     other, _ = PatientKeyring.create(patient_key, ctx)  # same patient, another master key
     with pytest.raises(DecryptionError):
@@ -94,9 +89,7 @@ def test_cross_patient_replay_detected(keyring: PatientKeyring, rc: RecordContex
         other.open_record(blob, dataclasses.replace(rc, patient_id="patient-2"))
 
 
-def test_seal_refuses_context_of_another_patient(
-    keyring: PatientKeyring, rc: RecordContext
-) -> None:
+def test_seal_refuses_context_of_another_patient(keyring: PatientKeyring, rc: RecordContext) -> None:
     with pytest.raises(ValueError, match="another patient"):
         keyring.seal_record(b"x", dataclasses.replace(rc, patient_id="patient-2"))
 

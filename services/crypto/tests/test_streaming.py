@@ -236,10 +236,7 @@ def test_random_access_at_segment_edges(key: FileKey, total: int) -> None:
     stored = encrypt(key, plaintext)
     reader = RandomAccessDecryptor(key, AD, stored[:HEADER_SIZE])
     assert reader.segment_size == SEG
-    points = sorted(
-        {p for e in range(0, total + 1, SEG) for p in (e - 1, e, e + 1) if 0 <= p <= total}
-        | {0, total}
-    )
+    points = sorted({p for e in range(0, total + 1, SEG) for p in (e - 1, e, e + 1) if 0 <= p <= total} | {0, total})
     for start in points:
         for end in points:
             if start >= end:

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+import make_vectors
 import pytest
 
 from carevault_crypto import (
@@ -23,10 +24,8 @@ from carevault_crypto import (
 from carevault_crypto.export import file_key_to_transport
 from carevault_crypto.streaming import HEADER_SIZE
 
-import make_vectors
 
-
-def load(name: str) -> Any:  # noqa: ANN401 (parsed JSON)
+def load(name: str) -> Any:
     return json.loads((make_vectors.VECTOR_DIR / f"{name}.json").read_text(encoding="utf-8"))
 
 
@@ -98,9 +97,7 @@ def test_file_key_vectors() -> None:
     doc = load("file_keys")
     keyring = open_keyring(doc)
     for case in doc["cases"]:
-        unwrapped = keyring.unwrap_file_key(
-            bytes.fromhex(case["wrapped"]), bytes.fromhex(case["associated"])
-        )
+        unwrapped = keyring.unwrap_file_key(bytes.fromhex(case["wrapped"]), bytes.fromhex(case["associated"]))
         assert file_key_to_transport(unwrapped) == case["file_key"]
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hmac
 
 import pytest
+from conftest import flips
 
 from carevault_crypto import PatientContext, PatientKey, create_verifier, verify_patient_key
 from carevault_crypto.verifier import VERIFIER_SIZE
-
-from conftest import flips
 
 
 def test_verifier_accepts_right_key(patient_key: PatientKey, ctx: PatientContext) -> None:
@@ -23,22 +22,14 @@ def test_verifier_is_salted(patient_key: PatientKey, ctx: PatientContext) -> Non
     assert create_verifier(patient_key, ctx) != create_verifier(patient_key, ctx)
 
 
-def test_verifier_rejects_wrong_key_and_context(
-    patient_key: PatientKey, ctx: PatientContext
-) -> None:
+def test_verifier_rejects_wrong_key_and_context(patient_key: PatientKey, ctx: PatientContext) -> None:
     verifier = create_verifier(patient_key, ctx)
     assert verify_patient_key(PatientKey.generate(), ctx, verifier) is False
-    assert (
-        verify_patient_key(patient_key, PatientContext("tenant-a", "patient-2"), verifier) is False
-    )
-    assert (
-        verify_patient_key(patient_key, PatientContext("tenant-b", "patient-1"), verifier) is False
-    )
+    assert verify_patient_key(patient_key, PatientContext("tenant-a", "patient-2"), verifier) is False
+    assert verify_patient_key(patient_key, PatientContext("tenant-b", "patient-1"), verifier) is False
 
 
-def test_verifier_rejects_every_flip_and_bad_lengths(
-    patient_key: PatientKey, ctx: PatientContext
-) -> None:
+def test_verifier_rejects_every_flip_and_bad_lengths(patient_key: PatientKey, ctx: PatientContext) -> None:
     verifier = create_verifier(patient_key, ctx)
     for _, altered in flips(verifier):
         assert verify_patient_key(patient_key, ctx, altered) is False
@@ -47,9 +38,7 @@ def test_verifier_rejects_every_flip_and_bad_lengths(
     assert verify_patient_key(patient_key, ctx, verifier + b"\x00") is False
 
 
-def test_verifier_uses_constant_time_compare(
-    patient_key: PatientKey, ctx: PatientContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verifier_uses_constant_time_compare(patient_key: PatientKey, ctx: PatientContext, monkeypatch: pytest.MonkeyPatch) -> None:
     verifier = create_verifier(patient_key, ctx)
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

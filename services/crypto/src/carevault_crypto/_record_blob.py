@@ -63,6 +63,4 @@ def open_(record_kek: _primitives.Aead, key_id: bytes, blob: bytes, rc: RecordCo
     wrapped = blob[HEADER_SIZE : HEADER_SIZE + WRAPPED_DEK_SIZE]
     dek = record_kek.open(wrapped, encode_parts(_DEK_LABEL, header, rc_bytes))
     body = _primitives.CommittingAead.from_random_key(dek, info=_BODY_LABEL)
-    return body.open(
-        blob[HEADER_SIZE + WRAPPED_DEK_SIZE :], encode_parts(_BODY_LABEL, header, wrapped, rc_bytes)
-    )
+    return body.open(blob[HEADER_SIZE + WRAPPED_DEK_SIZE :], encode_parts(_BODY_LABEL, header, wrapped, rc_bytes))

@@ -45,9 +45,7 @@ class PatientContext:
 
     def encode(self) -> bytes:
         """Canonical length-prefixed encoding (HKDF info / associated data)."""
-        return encode_parts(
-            _PATIENT_LABEL, self.tenant.encode("utf-8"), self.patient_id.encode("utf-8")
-        )
+        return encode_parts(_PATIENT_LABEL, self.tenant.encode("utf-8"), self.patient_id.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +63,7 @@ class RecordContext:
         _check_text("patient_id", self.patient_id)
         _check_text("record_id", self.record_id)
         _check_text("resource_type", self.resource_type)
-        if (
-            not isinstance(self.version, int)
-            or isinstance(self.version, bool)
-            or not 0 <= self.version <= _MAX_VERSION
-        ):
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or not 0 <= self.version <= _MAX_VERSION:
             raise ValueError("version must be an int in [0, 2**64)")
 
     @property

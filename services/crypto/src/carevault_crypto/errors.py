@@ -24,5 +24,5 @@ class DecryptionError(Exception):
         super().__init__(_DECRYPTION_FAILED)
 
 
-class InvalidKeyFormat(ValueError):  # noqa: N818 (name fixed by the design)
+class InvalidKeyFormat(ValueError):
     """Key material from outside is malformed. The message never echoes the input."""

@@ -54,13 +54,9 @@ _VERSION: Final = b"\x01"
 _KEY_ID_SIZE: Final = _record_blob.KEY_ID_SIZE
 _SALT_SIZE: Final = 16
 _KEYRING_HEADER_SIZE: Final = 1 + _KEY_ID_SIZE + _SALT_SIZE
-WRAPPED_KEYRING_SIZE: Final = (
-    _KEYRING_HEADER_SIZE + _primitives.KEY_SIZE + _primitives.CommittingAead.OVERHEAD
-)
+WRAPPED_KEYRING_SIZE: Final = _KEYRING_HEADER_SIZE + _primitives.KEY_SIZE + _primitives.CommittingAead.OVERHEAD
 _FILE_HEADER_SIZE: Final = 1 + _KEY_ID_SIZE
-WRAPPED_FILE_KEY_SIZE: Final = (
-    _FILE_HEADER_SIZE + _primitives.KEY_SIZE + _primitives.CommittingAead.OVERHEAD
-)
+WRAPPED_FILE_KEY_SIZE: Final = _FILE_HEADER_SIZE + _primitives.KEY_SIZE + _primitives.CommittingAead.OVERHEAD
 _BLIND_INDEX_SIZE: Final = 16
 
 _KEK_LABEL: Final = b"carevault/keyring-kek/v1"
@@ -73,9 +69,7 @@ _FILE_KEY_LABEL: Final = b"carevault/file-key/v1"
 
 
 def _kek(patient_key: PatientKey, salt: bytes, ctx_bytes: bytes) -> _primitives.CommittingAead:
-    return _primitives.CommittingAead.derive(
-        patient_key._raw, salt=salt, info=encode_parts(_KEK_LABEL, ctx_bytes)
-    )
+    return _primitives.CommittingAead.derive(patient_key._raw, salt=salt, info=encode_parts(_KEK_LABEL, ctx_bytes))
 
 
 class PatientKeyring:
@@ -100,13 +94,9 @@ class PatientKeyring:
         self._ctx_bytes = ctx_bytes
         expand = _primitives.hkdf_expand
         self._key_id = expand(master, info=_KEY_ID_LABEL, length=_KEY_ID_SIZE)
-        self._record_kek = _primitives.Aead(
-            expand(master, info=encode_parts(_RECORD_KEK_LABEL, ctx_bytes))
-        )
+        self._record_kek = _primitives.Aead(expand(master, info=encode_parts(_RECORD_KEK_LABEL, ctx_bytes)))
         self._blind_key = expand(master, info=encode_parts(_BLIND_INDEX_LABEL, ctx_bytes))
-        self._file_wrap = _primitives.CommittingAead.from_random_key(
-            master, info=encode_parts(_FILE_WRAP_LABEL, ctx_bytes)
-        )
+        self._file_wrap = _primitives.CommittingAead.from_random_key(master, info=encode_parts(_FILE_WRAP_LABEL, ctx_bytes))
 
     # -- creation, opening, rotation ------------------------------------------------
 
@@ -139,9 +129,7 @@ class PatientKeyring:
         """
         header = _VERSION + self._key_id + _primitives.random_bytes(_SALT_SIZE)
         kek = _kek(new_patient_key, header[1 + _KEY_ID_SIZE :], self._ctx_bytes)
-        return header + kek.seal(
-            self._master, encode_parts(_KEYRING_LABEL, header, self._ctx_bytes)
-        )
+        return header + kek.seal(self._master, encode_parts(_KEYRING_LABEL, header, self._ctx_bytes))
 
     @property
     def context(self) -> PatientContext:

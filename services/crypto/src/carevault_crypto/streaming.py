@@ -87,9 +87,7 @@ def _keys(file_key: FileKey, prefix: bytes, associated: bytes) -> tuple[bytes, b
     return material[:32], commitment
 
 
-def _open_header(
-    file_key: FileKey, associated: bytes, header: bytes
-) -> tuple[_primitives.SegmentCipher, int]:
+def _open_header(file_key: FileKey, associated: bytes, header: bytes) -> tuple[_primitives.SegmentCipher, int]:
     header = bytes(header)
     if len(header) != HEADER_SIZE or header[0] != _VERSION or header[1] not in _CODES:
         raise DecryptionError
@@ -136,15 +134,11 @@ class StreamingEncryptor:
 
     __slots__ = ("_buf", "_cipher", "_done", "_index", "_seg", "header")
 
-    def __init__(
-        self, file_key: FileKey, associated: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE
-    ) -> None:
+    def __init__(self, file_key: FileKey, associated: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
         _check_segment_size(segment_size)
         code = next(c for c, size in _CODES.items() if size == segment_size)
         prefix = (
-            bytes((_VERSION, code))
-            + _primitives.random_bytes(_SALT_SIZE)
-            + _primitives.random_bytes(_primitives.STREAM_NONCE_PREFIX_SIZE)
+            bytes((_VERSION, code)) + _primitives.random_bytes(_SALT_SIZE) + _primitives.random_bytes(_primitives.STREAM_NONCE_PREFIX_SIZE)
         )
         seg_key, commitment = _keys(file_key, prefix, associated)
         self.header: bytes = prefix + commitment
@@ -264,9 +258,7 @@ def plaintext_size(ciphertext_size: int, *, segment_size: int = DEFAULT_SEGMENT_
     return body - count * _TAG
 
 
-def segments_for_range(
-    plaintext_size: int, start: int, end: int, *, segment_size: int = DEFAULT_SEGMENT_SIZE
-) -> SegmentRange:
+def segments_for_range(plaintext_size: int, start: int, end: int, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> SegmentRange:
     """Which segments (and which ciphertext bytes) cover plaintext ``[start, end)``."""
     _check_segment_size(segment_size)
     if not 0 <= start < end <= plaintext_size:

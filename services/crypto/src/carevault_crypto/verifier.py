@@ -38,9 +38,7 @@ VERIFIER_SIZE: Final = 1 + _SALT_SIZE + _TAG_SIZE
 
 def _tag(patient_key: PatientKey, ctx: PatientContext, header: bytes) -> bytes:
     ctx_bytes = ctx.encode()
-    sub_key = _primitives.hkdf(
-        patient_key._raw, salt=header[1:], info=encode_parts(_LABEL, ctx_bytes)
-    )
+    sub_key = _primitives.hkdf(patient_key._raw, salt=header[1:], info=encode_parts(_LABEL, ctx_bytes))
     return _primitives.hmac_sha256(sub_key, encode_parts(_LABEL, header, ctx_bytes))
 
 

@@ -12,10 +12,10 @@ from starlette.responses import Response
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.clients import ServiceClient
 from carevault_common.mtls import client_context_for
+from carevault_common.proxy import forward, forwarded_headers
 from carevault_gateway.config import Settings
 from carevault_gateway.headers import SecurityHeadersMiddleware
 from carevault_gateway.limits.ratelimit import TooManyRequests, build_rate_limiter
-from carevault_gateway.proxy.forward import forward
 
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -50,6 +50,10 @@ def create_app(settings: Settings) -> FastAPI:
         client = request.client.host if request.client else "unknown"
         if not await request.app.state.limiter.allow(client):
             raise TooManyRequests("Slow down.", headers={"retry-after": "1"})
-        return await forward(request, request.app.state.api, settings.max_body_bytes)
+        headers = forwarded_headers(request)
+        headers["x-forwarded-for"] = client
+        headers["x-forwarded-proto"] = "https"
+        headers["x-forwarded-host"] = request.headers.get("host", "")
+        return await forward(request, request.app.state.api, settings.max_body_bytes, headers)
 
     return app

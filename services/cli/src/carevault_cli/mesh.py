@@ -7,6 +7,7 @@ tests exercise exactly what a first-look user runs.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -56,6 +57,10 @@ class MeshLayout:
             return self.database_url_template.format(service=service)
         return f"sqlite+aiosqlite:///{self.state_dir / 'db' / f'{service}.sqlite'}"
 
+    @property
+    def dev_token_file(self) -> Path:
+        return self.state_dir / "dev-token"
+
     def log_file(self, service: str) -> Path:
         return self.state_dir / "logs" / f"{service}.log"
 
@@ -78,6 +83,7 @@ class MeshLayout:
             if self.redis_url:
                 values["REDIS_URL"] = self.redis_url
         elif service == "api":
+            values["DEV_TOKEN_FILE"] = str(self.dev_token_file)
             values |= {
                 "RECORDS_URL": self.url("records"),
                 "FILESERVICE_URL": self.url("fileservice"),
@@ -102,6 +108,10 @@ def prepare_state(layout: MeshLayout) -> None:
     ensure_service_certificates(layout.state_dir)
     for sub in ("db", "logs", "blobs", "doctor/public"):
         (layout.state_dir / sub).mkdir(parents=True, exist_ok=True)
+    if not layout.dev_token_file.exists():
+        fd = os.open(layout.dev_token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
 
 
 def _command(service: str, action: str) -> list[str]:

@@ -38,7 +38,7 @@ from carevault_crypto.escrow import (
 )
 
 VECTOR_DIR = Path(__file__).parent / "vectors"
-PASSPHRASE = "carevault test vector passphrase — not a secret"  # noqa: S105 (public)
+PASSPHRASE = "carevault test vector passphrase — not a secret"
 SEED_LABEL = b"carevault escrow test vectors v1/"
 PRIVATE_SIZES = {EscrowSuite.HYBRID: 96, EscrowSuite.CLASSIC: 32}
 # HPKE part of a package: enc (KEM output) + sealed 32-byte key + 16-byte GCM tag.
@@ -93,9 +93,7 @@ def static_part(suite: EscrowSuite) -> dict[str, Any]:
     }
 
 
-def _still_opens(
-    key: DoctorPrivateKey, case: dict[str, Any], old: dict[str, Any]
-) -> bool:
+def _still_opens(key: DoctorPrivateKey, case: dict[str, Any], old: dict[str, Any]) -> bool:
     try:
         package = base64.b64decode(old["package"], validate=True)
         ctx = EscrowContext(case["tenant"], case["patient_id"], case["key_version"])
@@ -115,9 +113,7 @@ def _key_file_still_opens(key: DoctorPrivateKey, text: object) -> bool:
     return opened._private_bytes() == key._private_bytes()
 
 
-def build(
-    suite: EscrowSuite, old: dict[str, Any] | None, reseal: bool
-) -> dict[str, Any]:
+def build(suite: EscrowSuite, old: dict[str, Any] | None, reseal: bool) -> dict[str, Any]:
     key = doctor_key(suite)
     vector = static_part(suite)
     old_cases = (old or {}).get("cases", [])
@@ -135,9 +131,7 @@ def build(
     if not reseal and _key_file_still_opens(key, old_file):
         vector["encrypted_private_key_file"] = old_file
     else:
-        vector["encrypted_private_key_file"] = key.to_encrypted_text(
-            PASSPHRASE, _log2_n=14
-        )
+        vector["encrypted_private_key_file"] = key.to_encrypted_text(PASSPHRASE, _log2_n=14)
     return vector
 
 
@@ -148,9 +142,7 @@ def render(vector: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--check", action="store_true", help="fail if the files are stale"
-    )
+    mode.add_argument("--check", action="store_true", help="fail if the files are stale")
     mode.add_argument("--reseal", action="store_true", help="seal fresh packages")
     args = parser.parse_args(argv)
     stale = []

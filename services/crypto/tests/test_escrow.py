@@ -85,9 +85,7 @@ def test_header_names_version_suite_key_id_and_context(
 
 def test_sealing_twice_gives_different_packages(doctor: DoctorPrivateKey) -> None:
     key = new_patient_key()
-    assert seal_escrow(doctor.public_key(), key, CTX) != seal_escrow(
-        doctor.public_key(), key, CTX
-    )
+    assert seal_escrow(doctor.public_key(), key, CTX) != seal_escrow(doctor.public_key(), key, CTX)
 
 
 def test_seal_takes_any_object_that_reveals_32_bytes(doctor: DoctorPrivateKey) -> None:
@@ -118,9 +116,7 @@ def test_seal_takes_any_object_that_reveals_32_bytes(doctor: DoctorPrivateKey) -
     ],
     ids=["tenant", "patient", "key_version"],
 )
-def test_package_refused_under_another_context(
-    doctor: DoctorPrivateKey, other: EscrowContext
-) -> None:
+def test_package_refused_under_another_context(doctor: DoctorPrivateKey, other: EscrowContext) -> None:
     package = seal_escrow(doctor.public_key(), new_patient_key(), CTX)
     with pytest.raises(DecryptionError) as caught:
         open_escrow(doctor, package, other)
@@ -160,9 +156,7 @@ def _encode_header(suite_id: int, key_id: bytes, ctx: EscrowContext) -> bytes:
     ],
     ids=["tenant", "patient", "key_version"],
 )
-def test_rewritten_header_context_is_refused(
-    doctor: DoctorPrivateKey, forged: EscrowContext
-) -> None:
+def test_rewritten_header_context_is_refused(doctor: DoctorPrivateKey, forged: EscrowContext) -> None:
     package = seal_escrow(doctor.public_key(), new_patient_key(), CTX)
     forgery = _reheader(package, forged)
     assert inspect_escrow_package(forgery).context == forged
@@ -248,9 +242,7 @@ def test_unknown_suite_id_is_refused(doctor: DoctorPrivateKey) -> None:
 
 
 @pytest.mark.parametrize("new_suite", SUITES, ids=[s.value for s in SUITES])
-def test_rewrap_to_a_new_doctor_key(
-    doctor: DoctorPrivateKey, new_suite: EscrowSuite
-) -> None:
+def test_rewrap_to_a_new_doctor_key(doctor: DoctorPrivateKey, new_suite: EscrowSuite) -> None:
     key = new_patient_key()
     new = generate_doctor_key(new_suite)
     package = seal_escrow(doctor.public_key(), key, CTX)
@@ -315,9 +307,7 @@ def test_patient_key_header_form() -> None:
         (1, "p", 1, TypeError),
     ],
 )
-def test_context_validation(
-    tenant: object, patient_id: object, key_version: object, error: type[Exception]
-) -> None:
+def test_context_validation(tenant: object, patient_id: object, key_version: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         EscrowContext(tenant, patient_id, key_version)  # type: ignore[arg-type]
 
@@ -365,9 +355,7 @@ def test_public_key_file_round_trip(doctor: DoctorPrivateKey) -> None:
         {"public_key": "not base64!"},
     ],
 )
-def test_bad_public_key_files_are_refused(
-    keys: dict[EscrowSuite, DoctorPrivateKey], change: dict[str, Any]
-) -> None:
+def test_bad_public_key_files_are_refused(keys: dict[EscrowSuite, DoctorPrivateKey], change: dict[str, Any]) -> None:
     document = json.loads(keys[EscrowSuite.HYBRID].public_key().to_text())
     document.update(change)
     with pytest.raises(DoctorKeyFileError):
@@ -438,9 +426,7 @@ def _edit(text: str, path: tuple[str, ...], value: object) -> str:
     return json.dumps(document)
 
 
-def test_altered_private_key_file_is_refused(
-    keys: dict[EscrowSuite, DoctorPrivateKey], classic_key_file: str
-) -> None:
+def test_altered_private_key_file_is_refused(keys: dict[EscrowSuite, DoctorPrivateKey], classic_key_file: str) -> None:
     other = generate_doctor_key(EscrowSuite.CLASSIC).public_key()
     other_document = json.loads(other.to_text())
     swapped = _edit(classic_key_file, ("public_key",), other_document["public_key"])
@@ -449,9 +435,7 @@ def test_altered_private_key_file_is_refused(
         DoctorPrivateKey.from_encrypted_text(swapped, "passphrase")
     salt = base64.b64encode(b"\x00" * 16).decode()
     with pytest.raises(WrongPassphraseError):
-        DoctorPrivateKey.from_encrypted_text(
-            _edit(classic_key_file, ("kdf", "salt"), salt), "passphrase"
-        )
+        DoctorPrivateKey.from_encrypted_text(_edit(classic_key_file, ("kdf", "salt"), salt), "passphrase")
 
 
 @pytest.mark.parametrize(
@@ -470,22 +454,16 @@ def test_altered_private_key_file_is_refused(
         (("ciphertext",), 7),
     ],
 )
-def test_malformed_private_key_file_is_refused(
-    classic_key_file: str, path: tuple[str, ...], value: object
-) -> None:
+def test_malformed_private_key_file_is_refused(classic_key_file: str, path: tuple[str, ...], value: object) -> None:
     with pytest.raises(DoctorKeyFileError):
-        DoctorPrivateKey.from_encrypted_text(
-            _edit(classic_key_file, path, value), "passphrase"
-        )
+        DoctorPrivateKey.from_encrypted_text(_edit(classic_key_file, path, value), "passphrase")
 
 
 # --- checked-in vectors ------------------------------------------------------------
 
 
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_escrow_vectors", TESTS / "make_escrow_vectors.py"
-    )
+    spec = importlib.util.spec_from_file_location("make_escrow_vectors", TESTS / "make_escrow_vectors.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -494,9 +472,7 @@ def _load_generator() -> ModuleType:
 
 
 def _vector(suite: EscrowSuite) -> dict[str, Any]:
-    text = (TESTS / "vectors" / f"escrow_{suite.value}.json").read_text(
-        encoding="utf-8"
-    )
+    text = (TESTS / "vectors" / f"escrow_{suite.value}.json").read_text(encoding="utf-8")
     vector: dict[str, Any] = json.loads(text)
     return vector
 
@@ -504,15 +480,11 @@ def _vector(suite: EscrowSuite) -> dict[str, Any]:
 @pytest.mark.parametrize("suite", SUITES, ids=[s.value for s in SUITES])
 def test_vectors_still_open(suite: EscrowSuite) -> None:
     vector = _vector(suite)
-    key = DoctorPrivateKey._from_private_bytes(
-        suite, bytes.fromhex(vector["doctor_private_key_hex"])
-    )
+    key = DoctorPrivateKey._from_private_bytes(suite, bytes.fromhex(vector["doctor_private_key_hex"]))
     assert key.key_id == vector["doctor_key_id"]
     # The public key file format is byte-for-byte stable.
     assert key.public_key().to_text() == vector["doctor_public_key_file"]
-    assert (
-        DoctorPublicKey.from_text(vector["doctor_public_key_file"]) == key.public_key()
-    )
+    assert DoctorPublicKey.from_text(vector["doctor_public_key_file"]) == key.public_key()
     for case in vector["cases"]:
         ctx = EscrowContext(case["tenant"], case["patient_id"], case["key_version"])
         package = base64.b64decode(case["package"], validate=True)
@@ -526,14 +498,10 @@ def test_vectors_still_open(suite: EscrowSuite) -> None:
         )
         assert open_escrow(key, package, ctx).to_header() == case["patient_key"]
         # Today's code lays the header out as it did when the vector was made.
-        fresh = seal_escrow(
-            key.public_key(), EscrowedKey.from_header(case["patient_key"]), ctx
-        )
+        fresh = seal_escrow(key.public_key(), EscrowedKey.from_header(case["patient_key"]), ctx)
         assert fresh.hex().startswith(case["header_hex"])
         assert len(fresh) == len(package)
-    opened = DoctorPrivateKey.from_encrypted_text(
-        vector["encrypted_private_key_file"], vector["passphrase"]
-    )
+    opened = DoctorPrivateKey.from_encrypted_text(vector["encrypted_private_key_file"], vector["passphrase"])
     assert opened._private_bytes() == key._private_bytes()
 
 

@@ -47,10 +47,7 @@ KEY_FILE_AAD_LABEL = b"carevault-doctor-private-key\x00"
 PUBLIC_KEY_FORMAT = "carevault-doctor-public-key"
 PRIVATE_KEY_FORMAT = "carevault-doctor-private-key"
 KEY_FILE_VERSION = 1
-PRIVATE_KEY_WARNING = (
-    "Hosting-doctor private escrow key, encrypted with a passphrase. "
-    "Keep it offline; never copy it into the cluster."
-)
+PRIVATE_KEY_WARNING = "Hosting-doctor private escrow key, encrypted with a passphrase. Keep it offline; never copy it into the cluster."
 
 _FIXED_HEAD = struct.Struct(">BB16s")
 _U16 = struct.Struct(">H")
@@ -97,9 +94,7 @@ def check_key_version(value: object) -> int:
     return value
 
 
-def encode_header(
-    suite_id: int, key_id: bytes, tenant: str, patient_id: str, key_version: int
-) -> bytes:
+def encode_header(suite_id: int, key_id: bytes, tenant: str, patient_id: str, key_version: int) -> bytes:
     if len(key_id) != KEY_ID_SIZE:
         raise ValueError("doctor key id has the wrong size")
     tenant_raw = check_identifier("tenant", tenant)

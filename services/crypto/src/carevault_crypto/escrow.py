@@ -88,10 +88,7 @@ class WrongDoctorKeyError(DecryptionError):
     def __init__(self, package_key_id: str, private_key_id: str) -> None:
         self.package_key_id = package_key_id
         self.private_key_id = private_key_id
-        super().__init__(
-            f"escrow package is sealed to doctor key {package_key_id}, "
-            f"not to this key {private_key_id}"
-        )
+        super().__init__(f"escrow package is sealed to doctor key {package_key_id}, not to this key {private_key_id}")
 
 
 class WrongPassphraseError(EscrowError):
@@ -132,9 +129,7 @@ _X25519_SIZE = 32
 _SPECS: dict[EscrowSuite, _SuiteSpec] = {
     EscrowSuite.HYBRID: _SuiteSpec(
         suite_id=0x01,
-        hpke=hpke.Suite(
-            hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
-        ),
+        hpke=hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
         public_size=_MLKEM_PUBLIC + _X25519_SIZE,
         private_size=_MLKEM_SEED + _X25519_SIZE,
         enc_size=hpke.KEM.MLKEM768_X25519.enc_length(),
@@ -156,9 +151,7 @@ _HpkePrivate = hpke.MLKEM768X25519PrivateKey | x25519.X25519PrivateKey
 def _key_id(suite: EscrowSuite, public_bytes: bytes) -> bytes:
     # 128 bits: short enough to name a file, long enough that nobody can make a key
     # whose id collides with the real doctor key's.
-    digest = hashlib.sha256(
-        fmt.KEY_ID_LABEL + bytes([_SPECS[suite].suite_id]) + public_bytes
-    ).digest()
+    digest = hashlib.sha256(fmt.KEY_ID_LABEL + bytes([_SPECS[suite].suite_id]) + public_bytes).digest()
     return digest[: fmt.KEY_ID_SIZE]
 
 
@@ -255,9 +248,7 @@ class DoctorPublicKey:
     def __init__(self, suite: EscrowSuite, public_bytes: bytes) -> None:
         spec = _SPECS[suite]
         if len(public_bytes) != spec.public_size:
-            raise DoctorKeyFileError(
-                f"a {suite.value} public key is {spec.public_size} bytes"
-            )
+            raise DoctorKeyFileError(f"a {suite.value} public key is {spec.public_size} bytes")
         self.suite = suite
         self._public_bytes = bytes(public_bytes)
         self._hpke_key = _load_public(suite, self._public_bytes)
@@ -265,23 +256,17 @@ class DoctorPublicKey:
 
     def to_text(self) -> str:
         """The public key file: small versioned JSON, see docs/security-escrow.md."""
-        return fmt.render_public_key_file(
-            self.suite.value, self.key_id, self._public_bytes
-        )
+        return fmt.render_public_key_file(self.suite.value, self.key_id, self._public_bytes)
 
     @classmethod
     def from_text(cls, text: str) -> DoctorPublicKey:
         try:
             fields = fmt.parse_public_key_file(text)
         except fmt.FormatError as exc:
-            raise DoctorKeyFileError(
-                f"not a valid doctor public key file: {exc}"
-            ) from None
+            raise DoctorKeyFileError(f"not a valid doctor public key file: {exc}") from None
         key = cls(_parse_suite(fields.suite), fields.public_bytes)
         if key.key_id != fields.key_id:  # public values: no need for constant time
-            raise DoctorKeyFileError(
-                "doctor public key file: key id does not match the key"
-            )
+            raise DoctorKeyFileError("doctor public key file: key id does not match the key")
         return key
 
     def __eq__(self, other: object) -> bool:
@@ -317,10 +302,7 @@ class DoctorPrivateKey:
         else:
             self.__hpke_key = hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key)
             suite = EscrowSuite.HYBRID
-            public_bytes = (
-                mlkem_key.public_key().public_bytes_raw()
-                + x25519_key.public_key().public_bytes_raw()
-            )
+            public_bytes = mlkem_key.public_key().public_bytes_raw() + x25519_key.public_key().public_bytes_raw()
         self.__public = DoctorPublicKey(suite, public_bytes)
 
     @property
@@ -373,17 +355,11 @@ class DoctorPrivateKey:
             public_bytes=self.__public._public_bytes,
             kdf=params,
             cipher="AES-256-GCM",
-            nonce=os.urandom(
-                12
-            ),  # fresh key per file anyway (fresh salt); never reused
+            nonce=os.urandom(12),  # fresh key per file anyway (fresh salt); never reused
             ciphertext=b"",
         )
-        sealed = AESGCM(_passphrase_key(passphrase, params)).encrypt(
-            fields.nonce, self._private_bytes(), fields.aad()
-        )
-        return fmt.render_private_key_file(
-            dataclasses.replace(fields, ciphertext=sealed)
-        )
+        sealed = AESGCM(_passphrase_key(passphrase, params)).encrypt(fields.nonce, self._private_bytes(), fields.aad())
+        return fmt.render_private_key_file(dataclasses.replace(fields, ciphertext=sealed))
 
     @classmethod
     def from_encrypted_text(cls, text: str, passphrase: str) -> DoctorPrivateKey:
@@ -392,9 +368,7 @@ class DoctorPrivateKey:
         if fields.cipher != "AES-256-GCM" or len(fields.nonce) != 12:
             raise DoctorKeyFileError("doctor private key file: unsupported cipher")
         try:
-            raw = AESGCM(_passphrase_key(passphrase, fields.kdf)).decrypt(
-                fields.nonce, fields.ciphertext, fields.aad()
-            )
+            raw = AESGCM(_passphrase_key(passphrase, fields.kdf)).decrypt(fields.nonce, fields.ciphertext, fields.aad())
         except InvalidTag:
             raise WrongPassphraseError() from None
         key = cls._from_private_bytes(public.suite, raw)
@@ -439,14 +413,10 @@ def _read_private_key_file(text: str) -> tuple[fmt.PrivateKeyFields, DoctorPubli
     try:
         fields = fmt.parse_private_key_file(text)
     except fmt.FormatError as exc:
-        raise DoctorKeyFileError(
-            f"not a valid doctor private key file: {exc}"
-        ) from None
+        raise DoctorKeyFileError(f"not a valid doctor private key file: {exc}") from None
     public = DoctorPublicKey(_parse_suite(fields.suite), fields.public_bytes)
     if public.key_id != fields.key_id:
-        raise DoctorKeyFileError(
-            "doctor private key file: key id does not match the key"
-        )
+        raise DoctorKeyFileError("doctor private key file: key id does not match the key")
     return fields, public
 
 
@@ -454,13 +424,9 @@ def _check_scrypt_params(params: fmt.ScryptParams) -> None:
     # Bounds protect the offline machine from a file that asks for absurd work, and
     # refuse a file made too cheap to resist guessing.
     if not (14 <= params.log2_n <= 22 and 1 <= params.r <= 32 and 1 <= params.p <= 16):
-        raise DoctorKeyFileError(
-            "doctor private key file: unsupported scrypt parameters"
-        )
+        raise DoctorKeyFileError("doctor private key file: unsupported scrypt parameters")
     if 128 * params.r * params.p * 2**params.log2_n > 2**31 or len(params.salt) < 16:
-        raise DoctorKeyFileError(
-            "doctor private key file: unsupported scrypt parameters"
-        )
+        raise DoctorKeyFileError("doctor private key file: unsupported scrypt parameters")
 
 
 def _passphrase_key(passphrase: str, params: fmt.ScryptParams) -> bytes:
@@ -468,9 +434,7 @@ def _passphrase_key(passphrase: str, params: fmt.ScryptParams) -> bytes:
         raise ValueError("the passphrase must be a non-empty str")
     # NFC: the same passphrase typed on two systems must give the same bytes.
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    kdf = Scrypt(
-        salt=params.salt, length=32, n=2**params.log2_n, r=params.r, p=params.p
-    )
+    kdf = Scrypt(salt=params.salt, length=32, n=2**params.log2_n, r=params.r, p=params.p)
     return kdf.derive(secret)
 
 
@@ -496,9 +460,7 @@ def _load_public(suite: EscrowSuite, raw: bytes) -> _HpkePublic:
 # --- packages ----------------------------------------------------------------------
 
 
-def seal_escrow(
-    public_key: DoctorPublicKey, patient_key: RevealableKey, ctx: EscrowContext
-) -> bytes:
+def seal_escrow(public_key: DoctorPublicKey, patient_key: RevealableKey, ctx: EscrowContext) -> bytes:
     """Seal a patient key to a doctor public key, bound to ``ctx`` and the key id."""
     if not isinstance(public_key, DoctorPublicKey):
         raise TypeError("public_key must be a DoctorPublicKey")
@@ -530,9 +492,7 @@ def inspect_escrow_package(package: bytes) -> EscrowPackageInfo:
     )
 
 
-def open_escrow(
-    private_key: DoctorPrivateKey, package: bytes, ctx: EscrowContext | None = None
-) -> EscrowedKey:
+def open_escrow(private_key: DoctorPrivateKey, package: bytes, ctx: EscrowContext | None = None) -> EscrowedKey:
     """Open a package with the doctor's private key.
 
     With ``ctx``, the package must be bound to exactly that context. Without it, the
@@ -546,9 +506,7 @@ def open_escrow(
     suite = _SUITE_BY_ID[parsed.suite_id]
     if suite is not private_key.suite or parsed.key_id.hex() != private_key.key_id:
         raise WrongDoctorKeyError(parsed.key_id.hex(), private_key.key_id)
-    if ctx is not None and ctx != EscrowContext(
-        parsed.tenant, parsed.patient_id, parsed.key_version
-    ):
+    if ctx is not None and ctx != EscrowContext(parsed.tenant, parsed.patient_id, parsed.key_version):
         raise DecryptionError()
     spec = _SPECS[suite]
     if len(parsed.sealed) != spec.enc_size + fmt.PATIENT_KEY_SIZE + fmt.AEAD_TAG_SIZE:
@@ -566,9 +524,7 @@ def open_escrow(
     return EscrowedKey(raw)
 
 
-def rewrap_escrow(
-    old_private: DoctorPrivateKey, package: bytes, new_public: DoctorPublicKey
-) -> bytes:
+def rewrap_escrow(old_private: DoctorPrivateKey, package: bytes, new_public: DoctorPublicKey) -> bytes:
     """Reseal a package from an old doctor key to a new public key, same context.
 
     For bulk re-escrow on the doctor's offline machine after a key rotation; the

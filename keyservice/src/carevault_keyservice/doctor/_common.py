@@ -82,12 +82,15 @@ def read_passphrase(passphrase_file: Path | None, *, confirm: bool) -> str:
     """From a file (automation, tests) or typed twice at the terminal (keygen)."""
     if passphrase_file is not None:
         text = read_text(passphrase_file, "passphrase file")
-        # Only the line ending an editor adds; spaces may be part of the passphrase.
-        passphrase = text.removesuffix("\n").removesuffix("\r")
+        # The first line, without its line ending; spaces may be part of the passphrase.
+        passphrase = text.split("\n", 1)[0].removesuffix("\r")
     else:
-        passphrase = getpass.getpass("Passphrase of the doctor private key: ")
-        if confirm and getpass.getpass("Repeat the passphrase: ") != passphrase:
-            raise DoctorToolError("the two passphrases differ", ExitCode.USAGE)
+        try:
+            passphrase = getpass.getpass("Passphrase of the doctor private key: ")
+            if confirm and getpass.getpass("Repeat the passphrase: ") != passphrase:
+                raise DoctorToolError("the two passphrases differ", ExitCode.USAGE)
+        except EOFError:
+            raise DoctorToolError("no passphrase given (use --passphrase-file)", ExitCode.USAGE) from None
     if not passphrase:
         raise DoctorToolError("the passphrase is empty", ExitCode.USAGE)
     return passphrase

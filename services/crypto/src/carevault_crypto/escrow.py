@@ -243,16 +243,26 @@ class EscrowPackageInfo:
 class DoctorPublicKey:
     """A hosting-doctor public key: configured in keyservice, safe to publish."""
 
-    __slots__ = ("_hpke_key", "_public_bytes", "key_id", "suite")
+    __slots__ = ("_hpke_key", "_key_id", "_public_bytes", "_suite")
 
     def __init__(self, suite: EscrowSuite, public_bytes: bytes) -> None:
         spec = _SPECS[suite]
         if len(public_bytes) != spec.public_size:
             raise DoctorKeyFileError(f"a {suite.value} public key is {spec.public_size} bytes")
-        self.suite = suite
+        self._suite = suite
         self._public_bytes = bytes(public_bytes)
         self._hpke_key = _load_public(suite, self._public_bytes)
-        self.key_id = _key_id(suite, self._public_bytes).hex()
+        self._key_id = _key_id(suite, self._public_bytes).hex()
+
+    # Read-only: a key's id and suite follow from its bytes and must not drift.
+    @property
+    def suite(self) -> EscrowSuite:
+        return self._suite
+
+    @property
+    def key_id(self) -> str:
+        """32 hex characters: SHA-256(label, suite id, public key bytes), truncated."""
+        return self._key_id
 
     def to_text(self) -> str:
         """The public key file: small versioned JSON, see docs/security-escrow.md."""

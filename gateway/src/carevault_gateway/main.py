@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from starlette.responses import Response
 
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker
+from carevault_common.app import add_readiness_check, build_app, json_response, lifespan_marker
 from carevault_common.clients import ServiceClient
 from carevault_common.mtls import client_context_for
 from carevault_common.proxy import forward, forwarded_headers
@@ -43,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def public_health(request: Request) -> Response:
         """Says only whether the mesh behind the gateway is ready."""
         ready = await request.app.state.api.is_ready()
-        return ORJSONResponse({"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503)
+        return json_response({"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503)
 
     @app.api_route("/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:

@@ -16,6 +16,7 @@ from carevault_common.mtls import client_context_for
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
 from carevault_records.fhir.outcome import FhirError
+from carevault_records.keys.router import router as keys_router
 from carevault_records.keys.service import PatientKeys
 from carevault_records.resources.router import router as resources_router
 from carevault_records.resources.service import ResourceService
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("records", lifespan, openapi_url=None)
     app.state.settings = settings
     app.include_router(mesh_router(app, "api"))
+    app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
     app.include_router(resources_router)
     app.add_exception_handler(FhirError, _fhir_error)
     return app

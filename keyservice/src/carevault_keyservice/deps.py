@@ -1,0 +1,19 @@
+"""Dependencies of the keyservice routes (Annotated aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carevault_common.db import session_scope
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -109,9 +109,11 @@ app.kubernetes.io/component: {{ .svc }}
 {{- define "carevault.labels" -}}
 {{ include "carevault.baseLabels" .root }}
 {{ include "carevault.selectorLabels" . }}
-{{- $fact := include "carevault.fact" . | fromYaml }}
-{{- if $fact }}
-carevault.io/zone: {{ $fact.zone }}
+{{- /* "records-db" and "records-migrate" belong to the zone of "records" */}}
+{{- $all := include "carevault.facts" . | fromYaml }}
+{{- $base := first (splitList "-" .svc) }}
+{{- if hasKey $all $base }}
+carevault.io/zone: {{ (get $all $base).zone }}
 {{- end }}
 {{- end }}
 

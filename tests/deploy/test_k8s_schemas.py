@@ -19,6 +19,7 @@ kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip ins
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("cert-manager.io/v1", "Certificate"): HERE / "schemas" / "certificate-cert-manager-v1.json",
     ("cert-manager.io/v1", "Issuer"): HERE / "schemas" / "issuer-cert-manager-v1.json",
+    ("cert-manager.io/v1", "ClusterIssuer"): HERE / "schemas" / "issuer-cert-manager-v1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): HERE / "schemas" / "servicemonitor-monitoring-v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): HERE / "schemas" / "prometheusrule-monitoring-v1.json",
     ("postgresql.cnpg.io/v1", "Cluster"): HERE / "schemas" / "cluster-postgresql-v1.json",
@@ -77,3 +78,13 @@ def test_k8s_validation_rejects_unknown_fields() -> None:
 def test_removed_api_fails() -> None:
     removed = {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {"name": "x"}, "spec": {}}
     assert _validate(removed)
+
+
+@pytest.mark.parametrize("path", ["k8s/namespace.yaml", "k8s/cert-manager/issuer.yaml", "k8s/rbac/ops-role.yaml"])
+def test_cluster_manifests_validate(path: str) -> None:
+    from deploy_helpers import REPO, load_documents
+
+    docs = load_documents((REPO / path).read_text())
+    assert docs
+    problems = [p for doc in docs for p in _validate(doc)]
+    assert not problems, "\n".join(problems)

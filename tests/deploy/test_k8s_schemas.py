@@ -12,9 +12,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from deploy_helpers import HERE, KUBE_VERSION, Render
+from deploy_helpers import HERE, KUBE_VERSION, Render, in_ci
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -r requirements/dev.txt")
+try:
+    import kubernetes_validate
+except ImportError:  # pragma: no cover - depends on the environment
+    if in_ci():
+        raise
+    pytest.skip("kubernetes-validate is missing: pip install -r requirements/dev.txt", allow_module_level=True)
 
 CRD_SCHEMAS: dict[tuple[str, str], Path] = {
     ("cert-manager.io/v1", "Certificate"): HERE / "schemas" / "certificate-cert-manager-v1.json",

@@ -65,6 +65,7 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
+        check=False,
         timeout=120,
         env={**os.environ, "HELM_CACHE_HOME": "/tmp/carevault-helm-cache", "HELM_CONFIG_HOME": "/tmp/carevault-helm-config"},
     )

@@ -215,9 +215,7 @@ def build() -> Schema:
                     "enabled": boolean(),
                     "dns": obj(PEER),
                     "prometheus": obj(PEER),
-                    "kubeApiServer": obj(
-                        {"cidrs": string_list(**CIDR), "ports": {"type": "array", "items": PORT, "minItems": 1}}
-                    ),
+                    "kubeApiServer": obj({"cidrs": string_list(**CIDR), "ports": {"type": "array", "items": PORT, "minItems": 1}}),
                     "gatewayIngressCidrs": string_list(**CIDR),
                 }
             ),
@@ -238,9 +236,7 @@ def build() -> Schema:
                     ),
                     "duration": string(pattern=r"^[0-9]+h$"),
                     "renewBefore": string(pattern=r"^[0-9]+h$"),
-                    "privateKey": obj(
-                        {"algorithm": string(enum=["ECDSA", "RSA", "Ed25519"]), "size": integer(0, 8192)}
-                    ),
+                    "privateKey": obj({"algorithm": string(enum=["ECDSA", "RSA", "Ed25519"]), "size": integer(0, 8192)}),
                 }
             ),
             "database": obj(
@@ -281,9 +277,7 @@ def build() -> Schema:
             ),
             "monitoring": obj(
                 {
-                    "serviceMonitor": obj(
-                        {"enabled": boolean(), "interval": string(pattern=r"^[0-9]+(s|m)$"), "labels": string_map()}
-                    ),
+                    "serviceMonitor": obj({"enabled": boolean(), "interval": string(pattern=r"^[0-9]+(s|m)$"), "labels": string_map()}),
                     "prometheusRule": obj(
                         {
                             "enabled": boolean(),

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deploy_helpers import REPO, SERVICES
 
 COMPOSE = REPO / "docker-compose.yml"
-SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|DSN|CREDENTIAL", re.I)
-URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.I)
+SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|_KEY$|DSN|CREDENTIAL", re.IGNORECASE)
+URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]+@", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-
 from deploy_helpers import HERE, KUBE_VERSION, Render, in_ci
 
 try:

@@ -17,7 +17,6 @@ from itertools import product
 from typing import Any
 
 import pytest
-
 from deploy_helpers import DB_OWNERS, SERVICES, Render, full, render
 
 # contract.md: gateway -> api; api -> records, fileservice, keyservice; records -> keyservice.
@@ -103,7 +102,7 @@ def allowed_edges(r: Render) -> set[Edge]:
     # per pod: the peers (name, port) its egress allows, and its ingress allows
     egress: dict[str, set[tuple[str, str]]] = {p: set() for p in pods}
     ingress: dict[str, set[tuple[str, str]]] = {p: set() for p in pods}
-    isolated = {"Ingress": set(), "Egress": set()}
+    isolated: dict[str, set[str]] = {"Ingress": set(), "Egress": set()}
     for policy in policies:
         spec = policy["spec"]
         selected = [name for name, labels in pods.items() if _matches(spec["podSelector"], labels)]
@@ -192,7 +191,12 @@ def test_each_service_reaches_only_its_own_database() -> None:
     "extra",
     [
         ["--set", "database.cnpg.enabled=false", "--set", "database.external.cidrs={10.9.0.0/24}"],
-        ["--set", "observability.otlpEndpoint=http://otel.observability:4318", "--set", "observability.egress.namespaceLabels.kubernetes\\.io/metadata\\.name=observability"],
+        [
+            "--set",
+            "observability.otlpEndpoint=http://otel.observability:4318",
+            "--set",
+            "observability.egress.namespaceLabels.kubernetes\\.io/metadata\\.name=observability",
+        ],
         ["--set", "networkPolicy.gatewayIngressCidrs={203.0.113.0/24}"],
     ],
     ids=["external-db", "telemetry", "restricted-internet"],

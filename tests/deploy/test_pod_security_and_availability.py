@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from deploy_helpers import DB_OWNERS, SERVICES, Render, full, pod_templates, render
 
 # PSS restricted: allowed volume types
@@ -159,8 +158,14 @@ def test_monitoring_objects_in_prod() -> None:
     for metric in ("carevault_integrity_failures_total", "carevault_audit_write_failures_total", "carevault_break_glass_requests_total", "up{"):
         assert metric in text
     alerts = {a["alert"] for g in rule["spec"]["groups"] for a in g["rules"]}
-    assert {"CarevaultHighErrorRate", "CarevaultLatencyObjectiveMissed", "CarevaultKeyserviceUnreachable",
-            "CarevaultIntegrityFailures", "CarevaultAuditWriteFailures", "CarevaultBreakGlassOpened"} <= alerts
+    assert {
+        "CarevaultHighErrorRate",
+        "CarevaultLatencyObjectiveMissed",
+        "CarevaultKeyserviceUnreachable",
+        "CarevaultIntegrityFailures",
+        "CarevaultAuditWriteFailures",
+        "CarevaultBreakGlassOpened",
+    } <= alerts
     (dashboard,) = [c for c in r.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
     import json
 

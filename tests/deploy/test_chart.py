@@ -134,7 +134,9 @@ def test_migration_jobs_are_hooks_for_each_database_owner() -> None:
             assert "pre-upgrade" in hooks
             assert hooks & {"pre-install", "post-install"}
             assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
-    external = helm(*template_args(VALUE_SETS["prod"], "--set", "database.cnpg.enabled=false", "--set", "database.external.cidrs={10.9.0.0/24}"))
+    external = helm(
+        *template_args(VALUE_SETS["prod"], "--set", "database.cnpg.enabled=false", "--set", "database.external.cidrs={10.9.0.0/24}")
+    )
     assert "helm.sh/hook: pre-install,pre-upgrade" in external.stdout
 
 

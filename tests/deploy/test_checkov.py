@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 from deploy_helpers import CHECKOV, REPO, render, require_tool
 
-DOCKERFILES = ["gateway/Dockerfile", "services/api/Dockerfile", "services/records/Dockerfile", "keyservice/Dockerfile", "fileservice/Dockerfile"]
+DOCKERFILES = [
+    "gateway/Dockerfile",
+    "services/api/Dockerfile",
+    "services/records/Dockerfile",
+    "keyservice/Dockerfile",
+    "fileservice/Dockerfile",
+]
 K8S = ["k8s/namespace.yaml", "k8s/cert-manager/issuer.yaml", "k8s/rbac/ops-role.yaml"]
 
 
@@ -27,11 +33,28 @@ def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
     workdir: Path = tmp_path_factory.mktemp("checkov")
     prod = workdir / "carevault-prod.yaml"
     prod.write_text(render("prod").text)
-    args = [str(checkov), "--skip-download", "--compact", "--output", "json", "--framework", "kubernetes", "dockerfile", "--file", str(prod)]
+    args = [
+        str(checkov),
+        "--skip-download",
+        "--compact",
+        "--output",
+        "json",
+        "--framework",
+        "kubernetes",
+        "dockerfile",
+        "--file",
+        str(prod),
+    ]
     for f in DOCKERFILES + K8S:
         args += ["--file", str(REPO / f)]
     result = subprocess.run(
-        args, cwd=REPO, capture_output=True, text=True, check=False, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "BC_SKIP_MAPPING": "TRUE"}
+        args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(workdir), "BC_SKIP_MAPPING": "TRUE"},
     )
     assert result.returncode in (0, 1), result.stderr[-2000:]
     reports = json.loads(result.stdout)
@@ -40,7 +63,9 @@ def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
 
 def test_checkov_has_no_failures(checkov_reports: list[dict[str, Any]]) -> None:
     failures = [
-        f"{c['check_id']} {c['check_name']}: {c['resource']} ({c.get('file_path')})" for report in checkov_reports for c in report["results"]["failed_checks"]
+        f"{c['check_id']} {c['check_name']}: {c['resource']} ({c.get('file_path')})"
+        for report in checkov_reports
+        for c in report["results"]["failed_checks"]
     ]
     assert not failures, "\n".join(failures)
 

@@ -68,7 +68,9 @@ def _external_names(v: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[tuple
     peers = {
         key(np["dns"]["namespaceLabels"], np["dns"]["podLabels"]): "dns",
         key(np["prometheus"]["namespaceLabels"], np["prometheus"]["podLabels"]): "prometheus",
-        key({"kubernetes.io/metadata.name": v["database"]["cnpg"]["operatorNamespace"]}, {"app.kubernetes.io/name": "cloudnative-pg"}): "cnpg-operator",
+        key(
+            {"kubernetes.io/metadata.name": v["database"]["cnpg"]["operatorNamespace"]}, {"app.kubernetes.io/name": "cloudnative-pg"}
+        ): "cnpg-operator",
         key(v["gateway"]["redis"]["namespaceLabels"], v["gateway"]["redis"]["podLabels"]): "redis",
         key(v["observability"]["egress"]["namespaceLabels"], v["observability"]["egress"]["podLabels"]): "telemetry",
     }
@@ -150,7 +152,11 @@ def expected_edges(r: Render) -> set[Edge]:
             e |= {(db, db, "5432/TCP"), (db, db, "8000/TCP")}
             e |= {("cnpg-operator", db, "8000/TCP"), ("cnpg-operator", db, "5432/TCP"), ("prometheus", db, "9187/TCP")}
             e |= {(db, "dns", p) for p in dns}
-            e |= {(db, "kube-apiserver", f"{p}/TCP") for p in v["networkPolicy"]["kubeApiServer"]["ports"] if v["networkPolicy"]["kubeApiServer"]["cidrs"]}
+            e |= {
+                (db, "kube-apiserver", f"{p}/TCP")
+                for p in v["networkPolicy"]["kubeApiServer"]["ports"]
+                if v["networkPolicy"]["kubeApiServer"]["cidrs"]
+            }
             if v["database"]["cnpg"]["backup"]["enabled"]:
                 e.add((db, "object-storage", f"{v['database']['cnpg']['backup']['port']}/TCP"))
     if v["gateway"]["redis"]["enabled"]:
@@ -166,7 +172,9 @@ def expected_edges(r: Render) -> set[Edge]:
 
 def test_allowed_edges_equal_the_call_graph(rendered: Render) -> None:
     allowed, expected = allowed_edges(rendered), expected_edges(rendered)
-    assert allowed == expected, f"\nallowed but not expected: {sorted(allowed - expected)}\nexpected but not allowed: {sorted(expected - allowed)}"
+    assert allowed == expected, (
+        f"\nallowed but not expected: {sorted(allowed - expected)}\nexpected but not allowed: {sorted(expected - allowed)}"
+    )
 
 
 def test_service_to_service_edges_are_exactly_the_contract(rendered: Render) -> None:
@@ -217,4 +225,6 @@ def test_variants_keep_the_call_graph(extra: list[str]) -> None:
         values["networkPolicy"]["gatewayIngressCidrs"] = ["203.0.113.0/24"]
     r = Render(name="variant", text=text, docs=tuple(load_documents(text)), values=values)
     allowed, expected = allowed_edges(r), expected_edges(r)
-    assert allowed == expected, f"\nallowed but not expected: {sorted(allowed - expected)}\nexpected but not allowed: {sorted(expected - allowed)}"
+    assert allowed == expected, (
+        f"\nallowed but not expected: {sorted(allowed - expected)}\nexpected but not allowed: {sorted(expected - allowed)}"
+    )

@@ -155,7 +155,12 @@ def test_monitoring_objects_in_prod() -> None:
         assert m["spec"]["endpoints"][0]["port"] == "management"
     (rule,) = r.of_kind("PrometheusRule")
     text = str(rule["spec"])
-    for metric in ("carevault_integrity_failures_total", "carevault_audit_write_failures_total", "carevault_break_glass_requests_total", "up{"):
+    for metric in (
+        "carevault_integrity_failures_total",
+        "carevault_audit_write_failures_total",
+        "carevault_break_glass_requests_total",
+        "up{",
+    ):
         assert metric in text
     alerts = {a["alert"] for g in rule["spec"]["groups"] for a in g["rules"]}
     assert {

@@ -18,7 +18,7 @@ REGIONS = {"version": 0, "key-id": 2, "wrapped-dek": 30, "nonce": 70, "ciphertex
 
 def integrity_failures(mesh: RunningMesh) -> float:
     text = httpx.get(f"http://127.0.0.1:{mesh.layout.management_port('records')}/metrics").text
-    return sum(float(v) for v in re.findall(r'^carevault_integrity_failures_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+    return sum(float(v) for v in re.findall(r"^carevault_integrity_failures_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
 async def _stored(mesh: RunningMesh, resource_id: str, version: int = 1) -> bytes:
@@ -48,7 +48,9 @@ async def stored_observation(mesh: RunningMesh) -> tuple[str, str, str, str]:
 
 
 @pytest.mark.parametrize("region", sorted(REGIONS))
-async def test_a_flipped_byte_anywhere_is_an_integrity_failure(mesh: RunningMesh, stored_observation: tuple[str, str, str, str], region: str) -> None:
+async def test_a_flipped_byte_anywhere_is_an_integrity_failure(
+    mesh: RunningMesh, stored_observation: tuple[str, str, str, str], region: str
+) -> None:
     key, _, obs_id, content = stored_observation
     original = await _stored(mesh, obs_id)
     position = REGIONS[region] % len(original)
@@ -66,7 +68,9 @@ async def test_a_flipped_byte_anywhere_is_an_integrity_failure(mesh: RunningMesh
         assert (await fhir.get(f"/Observation/{obs_id}", headers={"x-patient-key": key})).status_code == 200
 
 
-async def test_a_blob_moved_to_another_record_of_the_same_patient_is_refused(mesh: RunningMesh, stored_observation: tuple[str, str, str, str]) -> None:
+async def test_a_blob_moved_to_another_record_of_the_same_patient_is_refused(
+    mesh: RunningMesh, stored_observation: tuple[str, str, str, str]
+) -> None:
     key, patient_id, obs_id, content = stored_observation
     async with mesh.fhir() as fhir:
         other = (await fhir.post("/Observation", json=observation(patient_id), headers={"x-patient-key": key})).json()
@@ -93,7 +97,9 @@ async def test_a_blob_moved_to_another_patient_is_refused(mesh: RunningMesh, sto
         assert_integrity_failure(await fhir.get(f"/Observation/{other['id']}", headers={"x-patient-key": other_key}), content)
 
 
-async def test_a_tampered_wrapped_patient_keyring_is_an_integrity_failure(mesh: RunningMesh, stored_observation: tuple[str, str, str, str]) -> None:
+async def test_a_tampered_wrapped_patient_keyring_is_an_integrity_failure(
+    mesh: RunningMesh, stored_observation: tuple[str, str, str, str]
+) -> None:
     key, patient_id, obs_id, content = stored_observation
     rows = await mesh.db_execute("records", "SELECT wrapped_keyring FROM patients WHERE id = $1", patient_id)
     original = bytes(rows[0][0])  # type: ignore[arg-type]

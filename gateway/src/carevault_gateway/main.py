@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = build_app("gateway", lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.add_middleware(SecurityHeadersMiddleware, environment=settings.environment.value)
+    app.add_middleware(SecurityHeadersMiddleware, environment=settings.environment.value, header_name=settings.environment_header)
 
     @app.get("/healthz")
     async def public_health(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Generate the checked-in escrow test vectors (tests/vectors/escrow_*.json).
+"""Generate the checked-in escrow test vectors (tests/vectors/escrow/*.json).
 
     python services/crypto/tests/make_escrow_vectors.py            # write / refresh
     python services/crypto/tests/make_escrow_vectors.py --check    # CI: exit 1 if stale
@@ -12,6 +12,10 @@ byte. They are sealed once and kept: a run reuses an existing package as long as
 still opens to the expected key under the expected header, and only reseals it if not
 (or with --reseal). The tests then prove that today's code still opens yesterday's
 packages, which is what a format change would break.
+
+The files live in their own folder, apart from the byte-for-byte reproducible vectors
+of make_vectors.py, so each generator checks exactly its own folder: --check also
+fails on a file in tests/vectors/escrow/ that this script does not write.
 
 THE KEYS IN THESE FILES ARE PUBLIC TEST KEYS. Never use them for anything else.
 """
@@ -37,7 +41,7 @@ from carevault_crypto.escrow import (
     seal_escrow,
 )
 
-VECTOR_DIR = Path(__file__).parent / "vectors"
+VECTOR_DIR = Path(__file__).parent / "vectors" / "escrow"
 PASSPHRASE = "carevault test vector passphrase — not a secret"
 SEED_LABEL = b"carevault escrow test vectors v1/"
 PRIVATE_SIZES = {EscrowSuite.HYBRID: 96, EscrowSuite.CLASSIC: 32}
@@ -67,7 +71,7 @@ def patient_key(index: int) -> EscrowedKey:
 
 
 def vector_path(suite: EscrowSuite) -> Path:
-    return VECTOR_DIR / f"escrow_{suite.value}.json"
+    return VECTOR_DIR / f"{suite.value}.json"
 
 
 def static_part(suite: EscrowSuite) -> dict[str, Any]:
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--reseal", action="store_true", help="seal fresh packages")
     args = parser.parse_args(argv)
     stale = []
+    expected = {vector_path(suite).name for suite in EscrowSuite}
+    unexpected = sorted(p.name for p in VECTOR_DIR.glob("*.json") if p.name not in expected)
     for suite in EscrowSuite:
         path = vector_path(suite)
         current = path.read_text(encoding="utf-8") if path.exists() else None
@@ -159,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
     if args.check and stale:
         print(f"stale escrow vectors: {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    if unexpected:
+        print(f"unexpected files in {VECTOR_DIR}: {', '.join(unexpected)}", file=sys.stderr)
+    return 1 if (args.check and stale) or unexpected else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from carevault_crypto.escrow import (
 )
 
 TESTS = Path(__file__).parent
+VECTOR_DIR = TESTS / "vectors" / "escrow"
 SUITES = list(EscrowSuite)
 CTX = EscrowContext("clinic-a", "patient-0001", 3)
 FAST = 14  # scrypt log2(N) for tests; production default is 17
@@ -472,7 +473,7 @@ def _load_generator() -> ModuleType:
 
 
 def _vector(suite: EscrowSuite) -> dict[str, Any]:
-    text = (TESTS / "vectors" / f"escrow_{suite.value}.json").read_text(encoding="utf-8")
+    text = (VECTOR_DIR / f"{suite.value}.json").read_text(encoding="utf-8")
     vector: dict[str, Any] = json.loads(text)
     return vector
 
@@ -506,4 +507,17 @@ def test_vectors_still_open(suite: EscrowSuite) -> None:
 
 
 def test_vectors_are_up_to_date() -> None:
-    assert _load_generator().main(["--check"]) == 0
+    generator = _load_generator()
+    assert generator.VECTOR_DIR == VECTOR_DIR
+    assert {p.name for p in VECTOR_DIR.glob("*.json")} == {f"{suite.value}.json" for suite in SUITES}
+    assert generator.main(["--check"]) == 0
+
+
+def test_vector_check_refuses_a_stray_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = _load_generator()
+    for path in VECTOR_DIR.glob("*.json"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(generator, "VECTOR_DIR", tmp_path)
+    assert generator.main(["--check"]) == 0
+    (tmp_path / "escrow_classic.json").write_text("{}", encoding="utf-8")
+    assert generator.main(["--check"]) == 1

@@ -30,16 +30,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DecryptionError,
     DoctorPrivateKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     WrongPassphraseError,
     open_escrow,
     seal_escrow,
 )
+from carevault_crypto.export import patient_key_to_header
+from carevault_crypto.keys import _patient_key_from_raw
 
 VECTOR_DIR = Path(__file__).parent / "vectors" / "escrow"
 PASSPHRASE = "carevault test vector passphrase — not a secret"
@@ -66,8 +68,8 @@ def doctor_key(suite: EscrowSuite) -> DoctorPrivateKey:
     return DoctorPrivateKey._from_private_bytes(suite, raw)
 
 
-def patient_key(index: int) -> EscrowedKey:
-    return EscrowedKey(_seed(f"patient/{index}", 32))
+def patient_key(index: int) -> PatientKey:
+    return _patient_key_from_raw(_seed(f"patient/{index}", 32))
 
 
 def vector_path(suite: EscrowSuite) -> Path:
@@ -90,7 +92,7 @@ def static_part(suite: EscrowSuite) -> dict[str, Any]:
                 "tenant": ctx.tenant,
                 "patient_id": ctx.patient_id,
                 "key_version": ctx.key_version,
-                "patient_key": patient_key(i).to_header(),
+                "patient_key": patient_key_to_header(patient_key(i)),
             }
             for i, ctx in enumerate(CONTEXTS)
         ],
@@ -101,7 +103,7 @@ def _still_opens(key: DoctorPrivateKey, case: dict[str, Any], old: dict[str, Any
     try:
         package = base64.b64decode(old["package"], validate=True)
         ctx = EscrowContext(case["tenant"], case["patient_id"], case["key_version"])
-        opened = open_escrow(key, package, ctx).to_header()
+        opened = patient_key_to_header(open_escrow(key, package, ctx))
     except (KeyError, ValueError, DecryptionError):
         return False
     return bool(opened == case["patient_key"])

@@ -6,17 +6,16 @@ file is next to it with ``.pub`` appended, as ``keygen`` writes it.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DoctorPublicKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     generate_doctor_key,
     seal_escrow,
@@ -24,7 +23,7 @@ from carevault_crypto.escrow import (
 
 PASSPHRASE = "a long enough test passphrase"
 
-Seal = Callable[[Path, EscrowContext], tuple[bytes, EscrowedKey]]
+Seal = Callable[[Path, EscrowContext], tuple[bytes, PatientKey]]
 
 
 def _fast_key_files(directory: Path, suite: EscrowSuite) -> Path:
@@ -87,8 +86,8 @@ def public_of() -> Callable[[Path], DoctorPublicKey]:
 def seal() -> Seal:
     """Seal a fresh patient key to the public key next to a private key file."""
 
-    def _seal(private: Path, ctx: EscrowContext) -> tuple[bytes, EscrowedKey]:
-        key = EscrowedKey(os.urandom(32))
+    def _seal(private: Path, ctx: EscrowContext) -> tuple[bytes, PatientKey]:
+        key = PatientKey.generate()
         return seal_escrow(public_key_of(private), key, ctx), key
 
     return _seal

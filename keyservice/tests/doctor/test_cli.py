@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DoctorPrivateKey,
     DoctorPublicKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     inspect_escrow_package,
 )
+from carevault_crypto.export import patient_key_to_header
 from carevault_keyservice.doctor.cli import main
 
 CTX = EscrowContext("clinic-a", "patient-0001", 2)
 SUITES = list(EscrowSuite)
-Seal = Callable[[Path, EscrowContext], tuple[bytes, EscrowedKey]]
+Seal = Callable[[Path, EscrowContext], tuple[bytes, PatientKey]]
 pytestmark = pytest.mark.usefixtures("no_network")
 
 
@@ -160,8 +161,8 @@ def test_open_prints_the_patient_key(
         path.write_text(_record(CTX, package))
     assert _open(doctors[suite], path, passphrase_file, "--print") == 0
     captured = capsys.readouterr()
-    assert captured.out == key.to_header() + "\n"
-    assert key.to_header() not in captured.err
+    assert captured.out == patient_key_to_header(key) + "\n"
+    assert patient_key_to_header(key) not in captured.err
     assert "patient-0001" in captured.err
 
 
@@ -184,10 +185,10 @@ def test_open_writes_the_key_to_a_new_0600_file(
     (tmp_path / "package").write_bytes(package)
     out = tmp_path / "patient.key"
     assert _open(private, tmp_path / "package", passphrase_file, "--out", str(out)) == 0
-    assert out.read_text() == key.to_header() + "\n"
+    assert out.read_text() == patient_key_to_header(key) + "\n"
     assert mode(out) == 0o600
     captured = capsys.readouterr()
-    assert key.to_header() not in captured.out + captured.err
+    assert patient_key_to_header(key) not in captured.out + captured.err
     # A second run does not overwrite the file.
     assert _open(private, tmp_path / "package", passphrase_file, "--out", str(out)) == 6
 
@@ -245,7 +246,7 @@ def test_open_tampered_package(
         captured = capsys.readouterr()
         assert captured.out == ""
         assert "cannot be opened" in captured.err
-        assert key.to_header() not in captured.err
+        assert patient_key_to_header(key) not in captured.err
 
 
 def test_open_refuses_another_patient_than_expected(

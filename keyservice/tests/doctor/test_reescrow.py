@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DoctorPrivateKey,
     DoctorPublicKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     inspect_escrow_package,
     open_escrow,
 )
+from carevault_crypto.export import patient_key_to_header
 from carevault_keyservice.doctor.cli import main
 
-Seal = Callable[[Path, EscrowContext], tuple[bytes, EscrowedKey]]
+Seal = Callable[[Path, EscrowContext], tuple[bytes, PatientKey]]
 pytestmark = pytest.mark.usefixtures("no_network")
 
 
@@ -36,7 +37,7 @@ def _records(seal: Seal, old: Path, count: int, start: int = 0) -> tuple[list[st
     for i in range(start, start + count):
         ctx = EscrowContext(f"tenant-{i % 2}", f"patient-{i:04d}", i % 3)
         package, key = seal(old, ctx)
-        keys[ctx.patient_id] = key.to_header()
+        keys[ctx.patient_id] = patient_key_to_header(key)
         record = {
             "tenant": ctx.tenant,
             "patient_id": ctx.patient_id,
@@ -70,7 +71,7 @@ def _check_output(out: Path, new: Path, passphrase: str, keys: dict[str, str]) -
         package = base64.b64decode(record["package"], validate=True)
         ctx = EscrowContext(record["tenant"], record["patient_id"], record["key_version"])
         assert inspect_escrow_package(package).context == ctx
-        assert open_escrow(private, package, ctx).to_header() == keys[ctx.patient_id]
+        assert patient_key_to_header(open_escrow(private, package, ctx)) == keys[ctx.patient_id]
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import carevault_keyservice.doctor
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DoctorPublicKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     seal_escrow,
 )
+from carevault_crypto.export import patient_key_to_header
 
-Seal = Callable[[Path, EscrowContext], tuple[bytes, EscrowedKey]]
+Seal = Callable[[Path, EscrowContext], tuple[bytes, PatientKey]]
 
 SRC = Path(carevault_keyservice.doctor.__file__).resolve().parents[2]
 
@@ -43,7 +44,7 @@ def test_keygen_then_open_in_a_subprocess(tmp_path: Path, passphrase_file: Path)
     assert made.stdout.strip() == public.key_id
     assert public.suite is EscrowSuite.HYBRID
 
-    patient_key = EscrowedKey(os.urandom(32))
+    patient_key = PatientKey.generate()
     ctx = EscrowContext("clinic-a", "patient-0001", 1)
     (tmp_path / "package").write_bytes(seal_escrow(public, patient_key, ctx))
     base = ["open", "--key", str(key_file), "--package", str(tmp_path / "package")]
@@ -55,14 +56,14 @@ def test_keygen_then_open_in_a_subprocess(tmp_path: Path, passphrase_file: Path)
 
     printed = run(*base, "--print")
     assert printed.returncode == 0, printed.stderr
-    assert printed.stdout == patient_key.to_header() + "\n"
-    assert patient_key.to_header() not in printed.stderr
+    assert printed.stdout == patient_key_to_header(patient_key) + "\n"
+    assert patient_key_to_header(patient_key) not in printed.stderr
 
     out = tmp_path / "patient.key"
     written = run(*base, "--out", str(out))
     assert written.returncode == 0, written.stderr
-    assert out.read_text() == patient_key.to_header() + "\n"
-    assert patient_key.to_header() not in written.stdout + written.stderr
+    assert out.read_text() == patient_key_to_header(patient_key) + "\n"
+    assert patient_key_to_header(patient_key) not in written.stdout + written.stderr
 
 
 def test_errors_in_a_subprocess(
@@ -99,4 +100,4 @@ def test_errors_in_a_subprocess(
         assert result.stdout == ""
         assert result.stderr.startswith("carevault-doctor: error: ")
         assert "Traceback" not in result.stderr
-        assert key.to_header() not in result.stderr
+        assert patient_key_to_header(key) not in result.stderr

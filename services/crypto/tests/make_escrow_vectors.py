@@ -1,4 +1,4 @@
-"""Generate the checked-in escrow test vectors (tests/vectors/escrow_*.json).
+"""Generate the checked-in escrow test vectors (tests/vectors/escrow/*.json).
 
     python services/crypto/tests/make_escrow_vectors.py            # write / refresh
     python services/crypto/tests/make_escrow_vectors.py --check    # CI: exit 1 if stale
@@ -13,6 +13,10 @@ still opens to the expected key under the expected header, and only reseals it i
 (or with --reseal). The tests then prove that today's code still opens yesterday's
 packages, which is what a format change would break.
 
+The files live in their own folder, apart from the byte-for-byte reproducible vectors
+of make_vectors.py, so each generator checks exactly its own folder: --check also
+fails on a file in tests/vectors/escrow/ that this script does not write.
+
 THE KEYS IN THESE FILES ARE PUBLIC TEST KEYS. Never use them for anything else.
 """
 
@@ -26,18 +30,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from carevault_crypto import PatientKey
 from carevault_crypto.escrow import (
     DecryptionError,
     DoctorPrivateKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     WrongPassphraseError,
     open_escrow,
     seal_escrow,
 )
+from carevault_crypto.export import patient_key_to_header
+from carevault_crypto.keys import _patient_key_from_raw
 
-VECTOR_DIR = Path(__file__).parent / "vectors"
+VECTOR_DIR = Path(__file__).parent / "vectors" / "escrow"
 PASSPHRASE = "carevault test vector passphrase — not a secret"
 SEED_LABEL = b"carevault escrow test vectors v1/"
 PRIVATE_SIZES = {EscrowSuite.HYBRID: 96, EscrowSuite.CLASSIC: 32}
@@ -62,12 +68,12 @@ def doctor_key(suite: EscrowSuite) -> DoctorPrivateKey:
     return DoctorPrivateKey._from_private_bytes(suite, raw)
 
 
-def patient_key(index: int) -> EscrowedKey:
-    return EscrowedKey(_seed(f"patient/{index}", 32))
+def patient_key(index: int) -> PatientKey:
+    return _patient_key_from_raw(_seed(f"patient/{index}", 32))
 
 
 def vector_path(suite: EscrowSuite) -> Path:
-    return VECTOR_DIR / f"escrow_{suite.value}.json"
+    return VECTOR_DIR / f"{suite.value}.json"
 
 
 def static_part(suite: EscrowSuite) -> dict[str, Any]:
@@ -86,7 +92,7 @@ def static_part(suite: EscrowSuite) -> dict[str, Any]:
                 "tenant": ctx.tenant,
                 "patient_id": ctx.patient_id,
                 "key_version": ctx.key_version,
-                "patient_key": patient_key(i).to_header(),
+                "patient_key": patient_key_to_header(patient_key(i)),
             }
             for i, ctx in enumerate(CONTEXTS)
         ],
@@ -97,7 +103,7 @@ def _still_opens(key: DoctorPrivateKey, case: dict[str, Any], old: dict[str, Any
     try:
         package = base64.b64decode(old["package"], validate=True)
         ctx = EscrowContext(case["tenant"], case["patient_id"], case["key_version"])
-        opened = open_escrow(key, package, ctx).to_header()
+        opened = patient_key_to_header(open_escrow(key, package, ctx))
     except (KeyError, ValueError, DecryptionError):
         return False
     return bool(opened == case["patient_key"])
@@ -146,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--reseal", action="store_true", help="seal fresh packages")
     args = parser.parse_args(argv)
     stale = []
+    expected = {vector_path(suite).name for suite in EscrowSuite}
+    unexpected = sorted(p.name for p in VECTOR_DIR.glob("*.json") if p.name not in expected)
     for suite in EscrowSuite:
         path = vector_path(suite)
         current = path.read_text(encoding="utf-8") if path.exists() else None
@@ -159,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
     if args.check and stale:
         print(f"stale escrow vectors: {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    if unexpected:
+        print(f"unexpected files in {VECTOR_DIR}: {', '.join(unexpected)}", file=sys.stderr)
+    return 1 if (args.check and stale) or unexpected else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import base64
 import copy
 import importlib.util
 import json
-import os
 import pickle
 import struct
 import unicodedata
@@ -17,13 +16,14 @@ from typing import Any
 
 import pytest
 
+import carevault_crypto
+from carevault_crypto import FileKey, PatientKey, errors
 from carevault_crypto.escrow import (
     DecryptionError,
     DoctorKeyFileError,
     DoctorPrivateKey,
     DoctorPublicKey,
     EscrowContext,
-    EscrowedKey,
     EscrowSuite,
     WrongDoctorKeyError,
     WrongPassphraseError,
@@ -34,8 +34,11 @@ from carevault_crypto.escrow import (
     rewrap_escrow,
     seal_escrow,
 )
+from carevault_crypto.export import patient_key_to_header
+from carevault_crypto.keys import _patient_key_from_raw
 
 TESTS = Path(__file__).parent
+VECTOR_DIR = TESTS / "vectors" / "escrow"
 SUITES = list(EscrowSuite)
 CTX = EscrowContext("clinic-a", "patient-0001", 3)
 FAST = 14  # scrypt log2(N) for tests; production default is 17
@@ -51,8 +54,8 @@ def keys() -> dict[EscrowSuite, DoctorPrivateKey]:
     return {suite: generate_doctor_key(suite) for suite in SUITES}
 
 
-def new_patient_key() -> EscrowedKey:
-    return EscrowedKey(os.urandom(32))
+def new_patient_key() -> PatientKey:
+    return PatientKey.generate()
 
 
 # --- round trips ---------------------------------------------------------------------
@@ -65,8 +68,8 @@ def test_default_suite_is_hybrid() -> None:
 def test_round_trip_with_and_without_expected_context(doctor: DoctorPrivateKey) -> None:
     key = new_patient_key()
     package = seal_escrow(doctor.public_key(), key, CTX)
-    assert open_escrow(doctor, package, CTX).to_header() == key.to_header()
-    assert open_escrow(doctor, package).to_header() == key.to_header()
+    assert open_escrow(doctor, package, CTX) == key
+    assert open_escrow(doctor, package) == key
 
 
 def test_header_names_version_suite_key_id_and_context(
@@ -88,20 +91,25 @@ def test_sealing_twice_gives_different_packages(doctor: DoctorPrivateKey) -> Non
     assert seal_escrow(doctor.public_key(), key, CTX) != seal_escrow(doctor.public_key(), key, CTX)
 
 
-def test_seal_takes_any_object_that_reveals_32_bytes(doctor: DoctorPrivateKey) -> None:
-    class OtherKey:  # stands in for carevault_crypto's PatientKey
+def test_the_escrowed_key_is_the_platform_patient_key(doctor: DoctorPrivateKey) -> None:
+    raw = bytes(range(32))
+    key = _patient_key_from_raw(raw)
+    opened = open_escrow(doctor, seal_escrow(doctor.public_key(), key, CTX))
+    assert type(opened) is PatientKey
+    assert opened._raw == raw
+    header = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert patient_key_to_header(opened) == header
+    assert PatientKey.from_header(header) == opened
+
+
+def test_seal_takes_only_a_patient_key(doctor: DoctorPrivateKey) -> None:
+    class Revealing:  # the duck type the first escrow API accepted
         def _reveal(self) -> bytes:
             return b"\x07" * 32
 
-    package = seal_escrow(doctor.public_key(), OtherKey(), CTX)
-    assert open_escrow(doctor, package)._reveal() == b"\x07" * 32
-
-    class ShortKey:
-        def _reveal(self) -> bytes:
-            return b"\x07" * 31
-
-    with pytest.raises(ValueError, match="32 bytes"):
-        seal_escrow(doctor.public_key(), ShortKey(), CTX)
+    for not_a_patient_key in (Revealing(), FileKey.generate(), b"\x07" * 32):
+        with pytest.raises(TypeError, match="PatientKey"):
+            seal_escrow(doctor.public_key(), not_a_patient_key, CTX)  # type: ignore[arg-type]
 
 
 # --- binding -------------------------------------------------------------------------
@@ -228,7 +236,14 @@ def test_one_message_for_every_failure(doctor: DoctorPrivateKey) -> None:
         assert error.__cause__ is None
         assert error.__context__ is None or error.__suppress_context__
         messages.add(str(caught.value))
-    assert messages == {DecryptionError.MESSAGE}
+    assert messages == {"decryption failed"}
+
+
+def test_one_decryption_error_class_for_the_whole_package() -> None:
+    assert DecryptionError is errors.DecryptionError is carevault_crypto.DecryptionError
+    assert issubclass(WrongDoctorKeyError, DecryptionError)
+    assert not issubclass(WrongPassphraseError, DecryptionError)
+    assert issubclass(DoctorKeyFileError, ValueError)
 
 
 def test_unknown_suite_id_is_refused(doctor: DoctorPrivateKey) -> None:
@@ -253,7 +268,7 @@ def test_rewrap_to_a_new_doctor_key(doctor: DoctorPrivateKey, new_suite: EscrowS
         new.key_id,
         CTX,
     )
-    assert open_escrow(new, rewrapped, CTX).to_header() == key.to_header()
+    assert open_escrow(new, rewrapped, CTX) == key
     with pytest.raises(WrongDoctorKeyError):
         open_escrow(doctor, rewrapped)
 
@@ -269,28 +284,18 @@ def test_rewrap_refuses_a_tampered_package(doctor: DoctorPrivateKey) -> None:
 
 
 def test_secret_objects_are_opaque(doctor: DoctorPrivateKey) -> None:
-    key = new_patient_key()
+    key = open_escrow(doctor, seal_escrow(doctor.public_key(), new_patient_key(), CTX))
     for secret in (key, doctor):
         assert repr(secret) == str(secret) == f"{secret}" == "***"
         with pytest.raises(TypeError, match="pickle"):
             pickle.dumps(secret)
-        assert copy.copy(secret) is secret
-        assert copy.deepcopy(secret) is secret
-    assert key.to_header() not in repr(key)
-
-
-def test_patient_key_header_form() -> None:
-    raw = bytes(range(32))
-    header = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    key = EscrowedKey.from_header(header)
-    assert key._reveal() == raw
-    assert key.to_header() == header
-    non_canonical = header[:-1] + chr(ord(header[-1]) + 1)  # spare low bits set
-    for bad in [header + "=", header[:-1], non_canonical, "*" * 43]:
-        with pytest.raises(ValueError, match="base64url"):
-            EscrowedKey.from_header(bad)
-    with pytest.raises(ValueError, match="32 bytes"):
-        EscrowedKey(b"short")
+    assert patient_key_to_header(key) not in repr(key)
+    # A doctor key copies to itself; a PatientKey refuses to be copied at all.
+    assert copy.copy(doctor) is doctor
+    assert copy.deepcopy(doctor) is doctor
+    for copier in (copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="copied"):
+            copier(key)
 
 
 @pytest.mark.parametrize(
@@ -472,7 +477,7 @@ def _load_generator() -> ModuleType:
 
 
 def _vector(suite: EscrowSuite) -> dict[str, Any]:
-    text = (TESTS / "vectors" / f"escrow_{suite.value}.json").read_text(encoding="utf-8")
+    text = (VECTOR_DIR / f"{suite.value}.json").read_text(encoding="utf-8")
     vector: dict[str, Any] = json.loads(text)
     return vector
 
@@ -496,9 +501,9 @@ def test_vectors_still_open(suite: EscrowSuite) -> None:
             key.key_id,
             ctx,
         )
-        assert open_escrow(key, package, ctx).to_header() == case["patient_key"]
+        assert patient_key_to_header(open_escrow(key, package, ctx)) == case["patient_key"]
         # Today's code lays the header out as it did when the vector was made.
-        fresh = seal_escrow(key.public_key(), EscrowedKey.from_header(case["patient_key"]), ctx)
+        fresh = seal_escrow(key.public_key(), PatientKey.from_header(case["patient_key"]), ctx)
         assert fresh.hex().startswith(case["header_hex"])
         assert len(fresh) == len(package)
     opened = DoctorPrivateKey.from_encrypted_text(vector["encrypted_private_key_file"], vector["passphrase"])
@@ -506,4 +511,17 @@ def test_vectors_still_open(suite: EscrowSuite) -> None:
 
 
 def test_vectors_are_up_to_date() -> None:
-    assert _load_generator().main(["--check"]) == 0
+    generator = _load_generator()
+    assert generator.VECTOR_DIR == VECTOR_DIR
+    assert {p.name for p in VECTOR_DIR.glob("*.json")} == {f"{suite.value}.json" for suite in SUITES}
+    assert generator.main(["--check"]) == 0
+
+
+def test_vector_check_refuses_a_stray_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = _load_generator()
+    for path in VECTOR_DIR.glob("*.json"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(generator, "VECTOR_DIR", tmp_path)
+    assert generator.main(["--check"]) == 0
+    (tmp_path / "escrow_classic.json").write_text("{}", encoding="utf-8")
+    assert generator.main(["--check"]) == 1

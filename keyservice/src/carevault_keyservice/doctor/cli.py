@@ -41,6 +41,7 @@ from carevault_crypto.escrow import (
     open_escrow,
     public_key_from_key_file,
 )
+from carevault_crypto.export import patient_key_to_header
 from carevault_keyservice.doctor._common import (
     MIN_PASSPHRASE_CHARS,
     PROG,
@@ -249,10 +250,10 @@ def cmd_open(args: argparse.Namespace) -> ExitCode:
         f"(doctor key {info.doctor_key_id})"
     )
     if args.out is not None:
-        write_secret_file(args.out, patient_key.to_header() + "\n")
+        write_secret_file(args.out, patient_key_to_header(patient_key) + "\n")
         say(f"patient key written to {args.out} (mode 0600); delete it after use")
     else:
-        print(patient_key.to_header())
+        print(patient_key_to_header(patient_key))
     return ExitCode.OK
 
 

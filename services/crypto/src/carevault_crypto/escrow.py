@@ -11,28 +11,27 @@ Shape of the API (Tink style): no nonce or randomness parameter anywhere, opaque
 objects that refuse to pickle and print as ``***``, a versioned package that names
 its suite and doctor key id, and one :class:`DecryptionError` for every failed open.
 
-Layouts are in :mod:`carevault_crypto._escrow_format`; only this module and that one
-may import ``cryptography``.
+The patient key is the platform's :class:`~carevault_crypto.keys.PatientKey`, in and
+out; it leaves its object only through :mod:`carevault_crypto.export`.
+:class:`DecryptionError` is the package's one
+:class:`carevault_crypto.errors.DecryptionError`, re-exported here because
+:func:`open_escrow` raises it.
+
+Layouts are in :mod:`carevault_crypto._escrow_format`; the primitives (HPKE, scrypt,
+AES-GCM, SHA-256, randomness) are called through :mod:`carevault_crypto._primitives`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import enum
-import hashlib
-import os
 import unicodedata
-from typing import Any, NoReturn, Protocol, SupportsIndex
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from typing import Any, NoReturn, SupportsIndex
 
 from carevault_crypto import _escrow_format as fmt
+from carevault_crypto import _primitives
+from carevault_crypto.errors import DecryptionError
+from carevault_crypto.keys import PatientKey, _patient_key_from_raw
 
 __all__ = [
     "DecryptionError",
@@ -40,11 +39,8 @@ __all__ = [
     "DoctorPrivateKey",
     "DoctorPublicKey",
     "EscrowContext",
-    "EscrowError",
     "EscrowPackageInfo",
     "EscrowSuite",
-    "EscrowedKey",
-    "RevealableKey",
     "WrongDoctorKeyError",
     "WrongPassphraseError",
     "generate_doctor_key",
@@ -59,22 +55,8 @@ __all__ = [
 # --- errors ----------------------------------------------------------------------
 
 
-class EscrowError(Exception):
-    """Base of every error raised by this module."""
-
-
-class DecryptionError(EscrowError):
-    """An escrow package could not be opened.
-
-    Raised for every failure (malformed, truncated or tampered package, context
-    mismatch, wrong key) with one message, so that the failure reveals nothing more
-    than "no".
-    """
-
-    MESSAGE = "escrow package could not be opened"
-
-    def __init__(self, message: str = MESSAGE) -> None:
-        super().__init__(message)
+# A package that cannot be opened (malformed, truncated or tampered, context mismatch,
+# wrong key) raises the shared DecryptionError, whose message never varies.
 
 
 class WrongDoctorKeyError(DecryptionError):
@@ -82,16 +64,19 @@ class WrongDoctorKeyError(DecryptionError):
 
     Checked on the (public) header before any decryption attempt, so a distinct
     message leaks nothing: the doctor learns which key to fetch instead. It is a
-    :class:`DecryptionError` so that code catching that still catches everything.
+    :class:`DecryptionError` so that code catching that still catches everything;
+    it is the only one whose message is not the fixed "decryption failed" (it names
+    the two public key ids).
     """
 
     def __init__(self, package_key_id: str, private_key_id: str) -> None:
+        super().__init__()  # DecryptionError drops arguments; set the message below
         self.package_key_id = package_key_id
         self.private_key_id = private_key_id
-        super().__init__(f"escrow package is sealed to doctor key {package_key_id}, not to this key {private_key_id}")
+        self.args = (f"escrow package is sealed to doctor key {package_key_id}, not to this key {private_key_id}",)
 
 
-class WrongPassphraseError(EscrowError):
+class WrongPassphraseError(Exception):
     """The passphrase does not open the private key file (or the file was altered)."""
 
     def __init__(self) -> None:
@@ -99,7 +84,7 @@ class WrongPassphraseError(EscrowError):
         super().__init__("wrong passphrase, or the private key file was altered")
 
 
-class DoctorKeyFileError(EscrowError, ValueError):
+class DoctorKeyFileError(ValueError):
     """A doctor key file is malformed, of an unknown version, or inconsistent."""
 
 
@@ -116,101 +101,24 @@ class EscrowSuite(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class _SuiteSpec:
     suite_id: int  # byte 1 of a package; never reuse a retired value
-    hpke: hpke.Suite
-    public_size: int
-    private_size: int
-    enc_size: int
+    kem: _primitives.HpkeKem  # KDF HKDF-SHA256 and AEAD AES-256-GCM in both suites
 
-
-_MLKEM_PUBLIC = 1184
-_MLKEM_SEED = 64
-_X25519_SIZE = 32
 
 _SPECS: dict[EscrowSuite, _SuiteSpec] = {
-    EscrowSuite.HYBRID: _SuiteSpec(
-        suite_id=0x01,
-        hpke=hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
-        public_size=_MLKEM_PUBLIC + _X25519_SIZE,
-        private_size=_MLKEM_SEED + _X25519_SIZE,
-        enc_size=hpke.KEM.MLKEM768_X25519.enc_length(),
-    ),
-    EscrowSuite.CLASSIC: _SuiteSpec(
-        suite_id=0x02,
-        hpke=hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
-        public_size=_X25519_SIZE,
-        private_size=_X25519_SIZE,
-        enc_size=hpke.KEM.X25519.enc_length(),
-    ),
+    EscrowSuite.HYBRID: _SuiteSpec(suite_id=0x01, kem=_primitives.HpkeKem.MLKEM768_X25519),
+    EscrowSuite.CLASSIC: _SuiteSpec(suite_id=0x02, kem=_primitives.HpkeKem.X25519),
 }
 _SUITE_BY_ID = {spec.suite_id: suite for suite, spec in _SPECS.items()}
-
-_HpkePublic = hpke.MLKEM768X25519PublicKey | x25519.X25519PublicKey
-_HpkePrivate = hpke.MLKEM768X25519PrivateKey | x25519.X25519PrivateKey
 
 
 def _key_id(suite: EscrowSuite, public_bytes: bytes) -> bytes:
     # 128 bits: short enough to name a file, long enough that nobody can make a key
     # whose id collides with the real doctor key's.
-    digest = hashlib.sha256(fmt.KEY_ID_LABEL + bytes([_SPECS[suite].suite_id]) + public_bytes).digest()
+    digest = _primitives.sha256(fmt.KEY_ID_LABEL + bytes([_SPECS[suite].suite_id]) + public_bytes)
     return digest[: fmt.KEY_ID_SIZE]
 
 
-# --- the escrowed key and its context ----------------------------------------------
-
-
-class RevealableKey(Protocol):
-    """What :func:`seal_escrow` needs of a patient key: its 32 bytes, on request."""
-
-    def _reveal(self) -> bytes: ...
-
-
-class EscrowedKey:
-    """A patient key recovered from a package: opaque, unpicklable, prints ``***``.
-
-    ``to_header()`` is the one way out, in the ``X-Patient-Key`` form (base64url
-    without padding), so that the doctor can hand it to the normal API.
-    """
-
-    __slots__ = ("__raw",)
-
-    def __init__(self, raw: bytes) -> None:
-        if not isinstance(raw, bytes) or len(raw) != fmt.PATIENT_KEY_SIZE:
-            raise ValueError("a patient key is 32 bytes")
-        self.__raw = raw
-
-    @classmethod
-    def from_header(cls, value: str) -> EscrowedKey:
-        """Parse the ``X-Patient-Key`` form: base64url, no padding, 32 bytes."""
-        if not isinstance(value, str) or len(value) != 43 or "=" in value:
-            raise ValueError("a patient key is 43 base64url characters without padding")
-        try:
-            raw = base64.urlsafe_b64decode(value + "=")
-        except (binascii.Error, ValueError):
-            raise ValueError("a patient key is base64url without padding") from None
-        # Reject non-canonical encodings (spare low bits set), so one key has one text.
-        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != value:
-            raise ValueError("a patient key is base64url without padding")
-        return cls(raw)
-
-    def to_header(self) -> str:
-        return base64.urlsafe_b64encode(self.__raw).rstrip(b"=").decode("ascii")
-
-    def _reveal(self) -> bytes:
-        return self.__raw
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        raise TypeError("a patient key cannot be pickled")
-
-    def __copy__(self) -> EscrowedKey:
-        return self  # immutable: copying would only multiply the secret in memory
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> EscrowedKey:
-        return self
+# --- the context of a package ------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -246,12 +154,15 @@ class DoctorPublicKey:
     __slots__ = ("_hpke_key", "_key_id", "_public_bytes", "_suite")
 
     def __init__(self, suite: EscrowSuite, public_bytes: bytes) -> None:
-        spec = _SPECS[suite]
-        if len(public_bytes) != spec.public_size:
-            raise DoctorKeyFileError(f"a {suite.value} public key is {spec.public_size} bytes")
+        kem = _SPECS[suite].kem
+        if len(public_bytes) != kem.public_size:
+            raise DoctorKeyFileError(f"a {suite.value} public key is {kem.public_size} bytes")
         self._suite = suite
         self._public_bytes = bytes(public_bytes)
-        self._hpke_key = _load_public(suite, self._public_bytes)
+        try:
+            self._hpke_key = _primitives.hpke_public_key(kem, self._public_bytes)
+        except ValueError:
+            raise DoctorKeyFileError(f"not a valid {suite.value} public key") from None
         self._key_id = _key_id(suite, self._public_bytes).hex()
 
     # Read-only: a key's id and suite follow from its bytes and must not drift.
@@ -294,26 +205,12 @@ class DoctorPublicKey:
 class DoctorPrivateKey:
     """The hosting doctor's private key: lives offline, opaque, prints ``***``."""
 
-    __slots__ = ("__hpke_key", "__mlkem", "__public", "__x25519")
+    __slots__ = ("__hpke_key", "__public")
 
-    def __init__(
-        self,
-        mlkem_key: mlkem.MLKEM768PrivateKey | None,
-        x25519_key: x25519.X25519PrivateKey,
-    ) -> None:
+    def __init__(self, suite: EscrowSuite, hpke_key: _primitives.HpkePrivateKey) -> None:
         # Not for callers: use generate_doctor_key() or from_encrypted_text().
-        self.__mlkem = mlkem_key
-        self.__x25519 = x25519_key
-        self.__hpke_key: _HpkePrivate
-        if mlkem_key is None:
-            self.__hpke_key = x25519_key
-            suite = EscrowSuite.CLASSIC
-            public_bytes = x25519_key.public_key().public_bytes_raw()
-        else:
-            self.__hpke_key = hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key)
-            suite = EscrowSuite.HYBRID
-            public_bytes = mlkem_key.public_key().public_bytes_raw() + x25519_key.public_key().public_bytes_raw()
-        self.__public = DoctorPublicKey(suite, public_bytes)
+        self.__hpke_key = hpke_key
+        self.__public = DoctorPublicKey(suite, _primitives.hpke_public_bytes(hpke_key))
 
     @property
     def suite(self) -> EscrowSuite:
@@ -326,7 +223,7 @@ class DoctorPrivateKey:
     def public_key(self) -> DoctorPublicKey:
         return self.__public
 
-    def _hpke_private(self) -> _HpkePrivate:
+    def _hpke_private(self) -> _primitives.HpkePrivateKey:
         return self.__hpke_key
 
     @classmethod
@@ -335,18 +232,14 @@ class DoctorPrivateKey:
 
         Private: used by the key file reader and the test-vector generator only.
         """
-        if len(raw) != _SPECS[suite].private_size:
-            raise DoctorKeyFileError("private key has the wrong size")
-        if suite is EscrowSuite.CLASSIC:
-            return cls(None, x25519.X25519PrivateKey.from_private_bytes(raw))
-        return cls(
-            mlkem.MLKEM768PrivateKey.from_seed_bytes(raw[:_MLKEM_SEED]),
-            x25519.X25519PrivateKey.from_private_bytes(raw[_MLKEM_SEED:]),
-        )
+        try:
+            hpke_key = _primitives.hpke_private_key(_SPECS[suite].kem, raw)
+        except ValueError:
+            raise DoctorKeyFileError("private key has the wrong size") from None
+        return cls(suite, hpke_key)
 
     def _private_bytes(self) -> bytes:
-        seed = b"" if self.__mlkem is None else self.__mlkem.private_bytes_raw()
-        return seed + self.__x25519.private_bytes_raw()
+        return _primitives.hpke_private_bytes(self.__hpke_key)
 
     # -- the encrypted key file --
 
@@ -357,7 +250,7 @@ class DoctorPrivateKey:
         with every other field of the file as associated data. ``_log2_n`` lets tests
         run faster; the value is recorded in the file, so reading needs no setting.
         """
-        params = fmt.ScryptParams(log2_n=_log2_n, r=8, p=1, salt=os.urandom(16))
+        params = fmt.ScryptParams(log2_n=_log2_n, r=8, p=1, salt=_primitives.random_bytes(16))
         _check_scrypt_params(params)
         fields = fmt.PrivateKeyFields(
             suite=self.suite.value,
@@ -365,21 +258,25 @@ class DoctorPrivateKey:
             public_bytes=self.__public._public_bytes,
             kdf=params,
             cipher="AES-256-GCM",
-            nonce=os.urandom(12),  # fresh key per file anyway (fresh salt); never reused
+            nonce=b"",  # drawn by the sealing below; fresh key per file anyway (fresh salt)
             ciphertext=b"",
         )
-        sealed = AESGCM(_passphrase_key(passphrase, params)).encrypt(fields.nonce, self._private_bytes(), fields.aad())
-        return fmt.render_private_key_file(dataclasses.replace(fields, ciphertext=sealed))
+        nonce, sealed = _primitives.aesgcm_seal_nonce_in_ad(
+            _passphrase_key(passphrase, params),
+            self._private_bytes(),
+            lambda nonce: dataclasses.replace(fields, nonce=nonce).aad(),
+        )
+        return fmt.render_private_key_file(dataclasses.replace(fields, nonce=nonce, ciphertext=sealed))
 
     @classmethod
     def from_encrypted_text(cls, text: str, passphrase: str) -> DoctorPrivateKey:
         fields, public = _read_private_key_file(text)
         _check_scrypt_params(fields.kdf)
-        if fields.cipher != "AES-256-GCM" or len(fields.nonce) != 12:
+        if fields.cipher != "AES-256-GCM" or len(fields.nonce) != _primitives.NONCE_SIZE:
             raise DoctorKeyFileError("doctor private key file: unsupported cipher")
         try:
-            raw = AESGCM(_passphrase_key(passphrase, fields.kdf)).decrypt(fields.nonce, fields.ciphertext, fields.aad())
-        except InvalidTag:
+            raw = _primitives.aesgcm_open_with_nonce(_passphrase_key(passphrase, fields.kdf), fields.nonce, fields.ciphertext, fields.aad())
+        except DecryptionError:
             raise WrongPassphraseError() from None
         key = cls._from_private_bytes(public.suite, raw)
         if key.public_key() != public:
@@ -404,10 +301,7 @@ class DoctorPrivateKey:
 
 def generate_doctor_key(suite: EscrowSuite = EscrowSuite.HYBRID) -> DoctorPrivateKey:
     """A fresh doctor key pair (run on the doctor's offline machine)."""
-    x25519_key = x25519.X25519PrivateKey.generate()
-    if suite is EscrowSuite.CLASSIC:
-        return DoctorPrivateKey(None, x25519_key)
-    return DoctorPrivateKey(mlkem.MLKEM768PrivateKey.generate(), x25519_key)
+    return DoctorPrivateKey(suite, _primitives.hpke_generate(_SPECS[suite].kem))
 
 
 def public_key_from_key_file(text: str) -> DoctorPublicKey:
@@ -444,8 +338,7 @@ def _passphrase_key(passphrase: str, params: fmt.ScryptParams) -> bytes:
         raise ValueError("the passphrase must be a non-empty str")
     # NFC: the same passphrase typed on two systems must give the same bytes.
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    kdf = Scrypt(salt=params.salt, length=32, n=2**params.log2_n, r=params.r, p=params.p)
-    return kdf.derive(secret)
+    return _primitives.scrypt(secret, salt=params.salt, log2_n=params.log2_n, r=params.r, p=params.p)
 
 
 def _parse_suite(value: str) -> EscrowSuite:
@@ -455,30 +348,17 @@ def _parse_suite(value: str) -> EscrowSuite:
         raise DoctorKeyFileError(f"unknown escrow suite {value!r}") from None
 
 
-def _load_public(suite: EscrowSuite, raw: bytes) -> _HpkePublic:
-    try:
-        if suite is EscrowSuite.CLASSIC:
-            return x25519.X25519PublicKey.from_public_bytes(raw)
-        return hpke.MLKEM768X25519PublicKey(
-            mlkem.MLKEM768PublicKey.from_public_bytes(raw[:_MLKEM_PUBLIC]),
-            x25519.X25519PublicKey.from_public_bytes(raw[_MLKEM_PUBLIC:]),
-        )
-    except ValueError:
-        raise DoctorKeyFileError(f"not a valid {suite.value} public key") from None
-
-
 # --- packages ----------------------------------------------------------------------
 
 
-def seal_escrow(public_key: DoctorPublicKey, patient_key: RevealableKey, ctx: EscrowContext) -> bytes:
+def seal_escrow(public_key: DoctorPublicKey, patient_key: PatientKey, ctx: EscrowContext) -> bytes:
     """Seal a patient key to a doctor public key, bound to ``ctx`` and the key id."""
     if not isinstance(public_key, DoctorPublicKey):
         raise TypeError("public_key must be a DoctorPublicKey")
+    if not isinstance(patient_key, PatientKey):
+        raise TypeError("patient_key must be a PatientKey")
     if not isinstance(ctx, EscrowContext):
         raise TypeError("ctx must be an EscrowContext")
-    raw = patient_key._reveal()
-    if not isinstance(raw, bytes) or len(raw) != fmt.PATIENT_KEY_SIZE:
-        raise ValueError("a patient key is 32 bytes")
     spec = _SPECS[public_key.suite]
     header = fmt.encode_header(
         spec.suite_id,
@@ -487,7 +367,8 @@ def seal_escrow(public_key: DoctorPublicKey, patient_key: RevealableKey, ctx: Es
         ctx.patient_id,
         ctx.key_version,
     )
-    sealed = spec.hpke.encrypt(raw, public_key._hpke_key, info=fmt.hpke_info(header))
+    # Package-internal read of the key bytes, as in export.py.
+    sealed = _primitives.hpke_seal(public_key._hpke_key, patient_key._raw, info=fmt.hpke_info(header))
     return header + sealed
 
 
@@ -502,7 +383,7 @@ def inspect_escrow_package(package: bytes) -> EscrowPackageInfo:
     )
 
 
-def open_escrow(private_key: DoctorPrivateKey, package: bytes, ctx: EscrowContext | None = None) -> EscrowedKey:
+def open_escrow(private_key: DoctorPrivateKey, package: bytes, ctx: EscrowContext | None = None) -> PatientKey:
     """Open a package with the doctor's private key.
 
     With ``ctx``, the package must be bound to exactly that context. Without it, the
@@ -517,21 +398,13 @@ def open_escrow(private_key: DoctorPrivateKey, package: bytes, ctx: EscrowContex
     if suite is not private_key.suite or parsed.key_id.hex() != private_key.key_id:
         raise WrongDoctorKeyError(parsed.key_id.hex(), private_key.key_id)
     if ctx is not None and ctx != EscrowContext(parsed.tenant, parsed.patient_id, parsed.key_version):
-        raise DecryptionError()
-    spec = _SPECS[suite]
-    if len(parsed.sealed) != spec.enc_size + fmt.PATIENT_KEY_SIZE + fmt.AEAD_TAG_SIZE:
-        raise DecryptionError()
-    try:
-        raw = spec.hpke.decrypt(
-            parsed.sealed,
-            private_key._hpke_private(),
-            info=fmt.hpke_info(parsed.header),
-        )
-    except (InvalidTag, ValueError):
-        raise DecryptionError() from None
+        raise DecryptionError
+    if len(parsed.sealed) != _SPECS[suite].kem.enc_size + fmt.PATIENT_KEY_SIZE + fmt.AEAD_TAG_SIZE:
+        raise DecryptionError
+    raw = _primitives.hpke_open(private_key._hpke_private(), parsed.sealed, info=fmt.hpke_info(parsed.header))
     if len(raw) != fmt.PATIENT_KEY_SIZE:  # pragma: no cover - sealed length checked
-        raise DecryptionError()
-    return EscrowedKey(raw)
+        raise DecryptionError
+    return _patient_key_from_raw(raw)
 
 
 def rewrap_escrow(old_private: DoctorPrivateKey, package: bytes, new_public: DoctorPublicKey) -> bytes:
@@ -549,7 +422,7 @@ def _parse(package: bytes) -> fmt.ParsedPackage:
     try:
         parsed = fmt.parse_package(package)
     except fmt.FormatError:
-        raise DecryptionError() from None
+        raise DecryptionError from None
     if parsed.suite_id not in _SUITE_BY_ID:
-        raise DecryptionError()
+        raise DecryptionError
     return parsed

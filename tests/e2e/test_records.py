@@ -47,13 +47,15 @@ def without_server_fields(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in ("id", "meta")}
 
 
-async def test_create_read_update_delete_with_history(fhir: httpx.AsyncClient) -> None:
+async def test_create_read_update_delete_with_history(fhir: httpx.AsyncClient, mesh: RunningMesh) -> None:
     key = new_patient_key()
     patient_id = await create_patient(fhir, key)
     sent = observation(patient_id)
     created = await fhir.post("/Observation", json=sent, headers={"x-patient-key": key})
     assert created.status_code == 201, created.text
     obs = created.json()
+    # A 2xx means committed: the row is there the moment the answer arrives.
+    assert await mesh.db_execute("records", "SELECT version_id FROM resource_versions WHERE id = $1", obs["id"]) == [(1,)]
     assert created.headers["location"] == f"Observation/{obs['id']}/_history/1"
     assert created.headers["etag"] == 'W/"1"'
 

@@ -16,4 +16,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response leaves, so a 2xx means the write is durable
+# (the default scope would commit after the response is sent).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -17,7 +17,7 @@ from carevault_keyservice.escrow.router import router as escrow_router
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         add_readiness_check(app, "database", lambda: database_ready(engine))

@@ -21,7 +21,7 @@ from carevault_common.mtls import client_context_for, require_callers
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         context = client_context_for(settings)
         records = RecordsClient("records", settings.records_url, context)
         files = FileserviceClient("fileservice", settings.fileservice_url, context)

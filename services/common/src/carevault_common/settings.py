@@ -71,6 +71,10 @@ class DatabaseSettings(BaseSettings):
 
     database_url: str = ""
     database_url_file: Path | None = None
+    # Per process. Three replicas of four services share one PostgreSQL (100
+    # connections by default): 3 x 4 x (5 + 5) stays below it.
+    database_pool_size: int = 5
+    database_max_overflow: int = 5
 
     @model_validator(mode="after")
     def _resolve_url(self) -> DatabaseSettings:

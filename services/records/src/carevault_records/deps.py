@@ -54,7 +54,9 @@ def get_resources(request: Request) -> ResourceService:
     return service
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response leaves, so a 2xx means the write is durable
+# (the default scope would commit after the response is sent).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 PatientKeyDep = Annotated[PatientKey | None, Depends(get_patient_key)]
 ResourcesDep = Annotated[ResourceService, Depends(get_resources)]

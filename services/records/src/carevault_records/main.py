@@ -25,7 +25,7 @@ from carevault_records.resources.service import ResourceService
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
         await keyservice.start()
         app.state.engine = engine

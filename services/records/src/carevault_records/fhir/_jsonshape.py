@@ -18,8 +18,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
+
+from fhir.resources.R4B import get_fhir_model_class
 
 from .outcome import IssueCode
 
@@ -37,7 +38,16 @@ class _Field:
 
 Problem = tuple[IssueCode, str, str]  # (code, diagnostics, expression)
 
-_schemas: dict[type[FHIRAbstractModel], tuple[dict[str, _Field], frozenset[str]]] = {}
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    fields: dict[str, _Field]  #: by JSON name
+    python_names: frozenset[str]  #: names the library accepts that FHIR JSON does not
+    required: tuple[tuple[str, str | None], ...]  #: (element, its "_element" sibling)
+    choices: tuple[tuple[str, tuple[str, ...], bool], ...]  #: (prefix, elements, required)
+
+
+_schemas: dict[type[FHIRAbstractModel], _Schema] = {}
 
 
 def check_json_shape(resource: dict[str, Any], cls: type[FHIRAbstractModel], head: str, limit: int) -> list[Problem]:
@@ -55,7 +65,8 @@ def _walk(
     limit: int,
     in_contained: bool,
 ) -> None:
-    fields, python_names = _schema(cls)
+    schema = _schema(cls)
+    fields, python_names = schema.fields, schema.python_names
     for key, value in node.items():
         field = fields.get(key)
         if field is None:
@@ -80,6 +91,17 @@ def _walk(
                     _value(item, field, key, path, f".{key}[{index}]", found, limit, in_contained)
         else:
             _value(value, field, key, path, "." + key, found, limit, in_contained)
+    # The model checks these only when every element validated; check them
+    # here so that one pass reports every problem.
+    for element, extension in schema.required:
+        if node.get(element) is None and not (extension and node.get(extension)) and len(found) < limit:
+            found.append(("required", f"{element} is required", _at(path, "." + element)))
+    for prefix, elements, required in schema.choices:
+        present = sum(1 for element in elements if node.get(element) is not None)
+        if present > 1 and len(found) < limit:
+            found.append(("structure", f"Only one type of {prefix}[x] may be present", _at(path, f".{prefix}[x]")))
+        elif required and not present and len(found) < limit:
+            found.append(("required", f"{prefix}[x] is required", _at(path, f".{prefix}[x]")))
 
 
 def _value(
@@ -154,20 +176,34 @@ def _at(path: list[str], step: str) -> str:
     return "".join(path) + step
 
 
-def _schema(cls: type[FHIRAbstractModel]) -> tuple[dict[str, _Field], frozenset[str]]:
+def _schema(cls: type[FHIRAbstractModel]) -> _Schema:
     cached = _schemas.get(cls)
     if cached is None:
         fields: dict[str, _Field] = {}
         python_names: set[str] = {"resource_type", "fhir_comments"}
+        alias_of: dict[str, str] = {}
         for name, info in cls.model_fields.items():
             if name == "fhir_comments":
                 continue
             alias = info.alias or name
+            alias_of[name] = alias
             if alias != name:
                 python_names.add(name)
             is_list, kind, child = _analyse(info.annotation)
             fields[alias] = _Field(is_list, kind, child)
-        cached = (fields, frozenset(python_names))
+        blank = cls.model_construct()
+        required = tuple(
+            (alias_of[name], alias_of.get(extension) if extension else None) for name, extension in blank.get_required_fields()
+        )
+        choices = tuple(
+            (
+                prefix,
+                tuple(alias_of[n] for n in names),
+                bool((cls.model_fields[names[0]].json_schema_extra or {}).get("one_of_many_required")),  # type: ignore[union-attr]
+            )
+            for prefix, names in blank.get_one_of_many_fields().items()
+        )
+        cached = _Schema(fields, frozenset(python_names), required, choices)
         _schemas[cls] = cached
     return cached
 

@@ -165,7 +165,10 @@ def plan_transaction(
     Raises :class:`FhirTransactionError` for a malformed Bundle, and for any
     failing entry of a transaction. Failing batch entries get ``error`` set.
     """
-    bundle_type, raw_entries = _bundle_shape(bundle, max_entries)
+    try:
+        bundle_type, raw_entries = _bundle_shape(bundle, max_entries)
+    except FhirError as error:
+        raise FhirTransactionError(error.outcome, error.status) from None
     transaction = bundle_type == "transaction"
     entries: list[PlannedEntry] = []
     for index, raw in enumerate(raw_entries):
@@ -178,8 +181,11 @@ def plan_transaction(
 
     plan = TransactionPlan(bundle_type, entries, {}, {})
     if transaction:
-        _map_full_urls(plan)
-        _check_identities(plan)
+        try:
+            _map_full_urls(plan)
+            _check_identities(plan)
+        except FhirError as error:
+            raise FhirTransactionError(error.outcome, error.status) from None
     conditional_creates = {e.full_url: e for e in entries if e.full_url and e.if_none_exist is not None}
     for entry in entries:
         if entry.error is not None or entry.resource is None:

@@ -197,9 +197,10 @@ def test_patient_scope(pairs: tuple[tuple[str, str], ...], patient: str | None) 
 
 def test_defaults_and_bounds() -> None:
     query = q("Observation")
-    assert (query.count, query.sort, query.cursor, query.clauses, query.ids) == (DEFAULT_COUNT, "_lastUpdated", None, (), ())
+    assert (query.count, query.sort, query.cursor, query.clauses, query.ids) == (DEFAULT_COUNT, "_lastUpdated", None, (), None)
     assert q("Observation", ("_count", "5000")).count == MAX_COUNT
     assert q("Observation", ("_id", "a,b"), ("_id", "b,c")).ids == ("b",)
+    assert q("Observation", ("_id", "a"), ("_id", "b")).ids == ()  # nothing in common: nothing matches
     assert q("Patient", ("_id", "p9"), ("gender", "male")).patient_id == "p9"
     assert q("Practitioner", ("identifier", "http://hl7.org/fhir/sid/us-npi|99")).patient_id is None
     assert q("Observation", ("_format", "json")).count == DEFAULT_COUNT
@@ -323,6 +324,7 @@ def test_matches() -> None:
     assert not matches(q("Observation", ("patient", "p"), ("status", "final"), ("date", "2018")), terms)
     assert matches(q("Observation", ("_id", "x,y")), terms, "y")
     assert not matches(q("Observation", ("_id", "x")), terms, "y")
+    assert not matches(q("Observation", ("_id", "x"), ("_id", "y")), terms, "y")
 
 
 @pytest.mark.shared_data

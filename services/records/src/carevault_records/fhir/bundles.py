@@ -391,7 +391,7 @@ def _conditional_query(resource_type: str, query_string: object, at: str | None)
         query = _parse_query(resource_type, query_string.removeprefix("?"))
     except FhirError as error:
         raise _fail(error.outcome["issue"][0]["code"], error.outcome["issue"][0]["diagnostics"], at, error.status) from None
-    if not query.clauses and not query.ids:
+    if not query.clauses and query.ids is None:
         raise _fail("value", "A conditional search needs at least one search parameter", at)
     return query
 
@@ -575,7 +575,7 @@ def _bundle_matches(
 
 def _placeholder_identifier(query: SearchQuery) -> tuple[str, str] | None:
     """(system, value) when ``query`` is exactly ``identifier=system|value``."""
-    if query.ids or len(query.clauses) != 1:
+    if query.ids is not None or len(query.clauses) != 1:
         return None
     clause = query.clauses[0]
     if clause.param != "identifier" or len(clause.terms) != 1:

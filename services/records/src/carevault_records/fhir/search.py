@@ -86,7 +86,9 @@ class SearchQuery:
 
     resource_type: str
     patient_id: str | None = None
-    ids: tuple[str, ...] = ()
+    #: ``_id`` values (ORed); None when ``_id`` is not searched, and empty when
+    #: repeated ``_id`` parameters have no value in common (nothing matches).
+    ids: tuple[str, ...] | None = None
     clauses: tuple[TermClause, ...] = ()
     last_updated: InstantRange | None = None
     count: int = DEFAULT_COUNT
@@ -171,7 +173,7 @@ def matches(query: SearchQuery, terms: Collection[IndexTerm], resource_id: str |
     """Whether a resource with these index terms satisfies ``query``'s ``_id``
     and term clauses. Patient scope, ``_lastUpdated`` and paging are server
     metadata and are not looked at. For in-memory use (transactions, tests)."""
-    if query.ids and resource_id not in query.ids:
+    if query.ids is not None and resource_id not in query.ids:
         return False
     present = terms if isinstance(terms, (set, frozenset)) else set(terms)
     return all(any(term in present for term in clause.terms) for clause in query.clauses)
@@ -325,7 +327,7 @@ def parse_search_query(
             values = [p[0] if len(p) == 1 else "" for p in _parse_value(raw_value, where)]
             if not all(_ID.fullmatch(value) for value in values):
                 raise _search_error("value", "_id values must be FHIR ids", where)
-            ids = tuple(values) if ids is None else tuple(v for v in ids if v in values)
+            ids = tuple(dict.fromkeys(values)) if ids is None else tuple(v for v in ids if v in values)
             continue
         if name == "_lastUpdated":
             _no_modifier(modifier, where)
@@ -366,7 +368,7 @@ def parse_search_query(
     return SearchQuery(
         resource_type=resource_type,
         patient_id=patient_id,
-        ids=ids or (),
+        ids=ids,
         clauses=tuple(clauses),
         last_updated=last_updated,
         count=count,

@@ -103,7 +103,7 @@ class PlannedEntry:
     existing_id: str | None = None  #: conditional create matched: nothing to create
     error: FhirError | None = None  #: batch: this entry fails on its own
     placeholder: bool = False
-    _sites: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _sites: list[tuple[dict[str, Any], str]] = field(default_factory=list, repr=False)
 
     @property
     def noop(self) -> bool:
@@ -239,14 +239,14 @@ def _plan_entry(index: int, raw: Any, id_factory: IdFactory, validate: bool) -> 
             raise _fail("not-supported", "POST entries must have request.url = [type]", f"{at}.request.url")
         resource_type = _supported(match.group(1), f"{at}.request.url")
         _check_resource(resource, resource_type, f"{at}.resource", validate)
-        entry = PlannedEntry(index, "POST", "create", resource_type, id_factory(), full_url=full_url, resource=resource)
-        if_none_exist = request.get("ifNoneExist")
-        if if_none_exist is not None:
-            entry.if_none_exist = _conditional_query(resource_type, if_none_exist, f"{at}.request.ifNoneExist")
-        assert resource is not None
-        resource["id"] = entry.resource_id
         _no_if_match(request, at)
-        return entry
+        if_none_exist = request.get("ifNoneExist")
+        condition = None if if_none_exist is None else _conditional_query(resource_type, if_none_exist, f"{at}.request.ifNoneExist")
+        assert resource is not None
+        resource["id"] = id_factory()
+        return PlannedEntry(
+            index, "POST", "create", resource_type, resource["id"], full_url=full_url, resource=resource, if_none_exist=condition
+        )
     if method == "PUT":
         match = _INSTANCE_URL.fullmatch(url)
         if match is None or match.group(3):
@@ -437,8 +437,8 @@ def _rewrite(plan: TransactionPlan, entry: PlannedEntry, by_url: Mapping[str, Pl
         if target is not None:
             site[key] = target
             conditional = by_url.get(value)
-            if conditional is not None and key == "reference":
-                conditional._sites.append(site)
+            if conditional is not None:
+                conditional._sites.append((site, key))
             continue
         if key != "reference":
             continue  # an unknown urn in Attachment.url (or an extension url): left as is
@@ -549,8 +549,8 @@ async def resolve_plan(
 
 def _settle_create(entry: PlannedEntry, existing_id: str | None) -> None:
     entry.existing_id = existing_id
-    for site in entry._sites:
-        site["reference"] = f"{entry.resource_type}/{existing_id}"
+    for site, key in entry._sites:
+        site[key] = f"{entry.resource_type}/{existing_id}"
 
 
 def _distinct(ids: Sequence[str]) -> list[str]:

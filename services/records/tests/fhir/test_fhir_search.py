@@ -204,6 +204,9 @@ def test_defaults_and_bounds() -> None:
     assert q("Patient", ("_id", "p9"), ("gender", "male")).patient_id == "p9"
     assert q("Practitioner", ("identifier", "http://hl7.org/fhir/sid/us-npi|99")).patient_id is None
     assert q("Observation", ("_format", "json")).count == DEFAULT_COUNT
+    assert q("Observation", ("_count", "0")).count == 0  # the total only
+    assert q("Observation", ("_summary", "count"), ("_total", "accurate")).count == 0
+    assert q("Observation", ("_total", "accurate")).total == "accurate"
 
 
 @pytest.mark.parametrize(
@@ -251,7 +254,9 @@ def test_query_and_index_agree_on_escapes() -> None:
         ((("patient", "p"), ("date", "2019-05-01T10:00")), 400, "value", "exact dates"),
         ((("patient", "p"), ("date", "2019-02-30")), 400, "value", "not a valid date"),
         ((("patient", "p"), ("date", "2019-13")), 400, "value", "not a valid date"),
-        ((("_count", "0"),), 400, "value", "_count"),
+        ((("_count", "-1"),), 400, "value", "_count"),
+        ((("_total", "exact"),), 400, "value", "_total"),
+        ((("_summary", "true"),), 400, "not-supported", "_summary=count"),
         ((("_count", "ten"),), 400, "value", "_count"),
         ((("_count", "5"), ("_count", "6")), 400, "invalid", "only once"),
         ((("_sort", "date"),), 400, "not-supported", "_sort"),

@@ -62,7 +62,8 @@ _REST_DOCUMENTATION: Final = (
     "blind indexes within one patient (patient= or subject=; _id for Patient): exact token match (system|code or "
     "code) and exact date match (YYYY, YYYY-MM or YYYY-MM-DD, no prefix but eq). Without a patient only _id and "
     "_lastUpdated (server metadata) can be searched, and only ids and meta are returned. "
-    f"_count defaults to {DEFAULT_COUNT}, at most {MAX_COUNT}; _sort=_lastUpdated or -_lastUpdated; pages follow "
+    f"_count defaults to {DEFAULT_COUNT}, at most {MAX_COUNT} (0 or _summary=count: the total only); _total; "
+    "_sort=_lastUpdated or -_lastUpdated; pages follow "
     f"the next link ({CURSOR_PARAM}). Unknown parameters are refused unless Prefer: handling=lenient. "
     "Directory resources (" + ", ".join(sorted(DIRECTORY_TYPES)) + ") are tenant data, searchable without a patient."
 )

@@ -43,6 +43,7 @@ MAX_CURSOR_LENGTH: Final = 1024
 CURSOR_PARAM: Final = "_cursor"
 
 SortOrder = Literal["_lastUpdated", "-_lastUpdated"]
+TotalMode = Literal["none", "estimate", "accurate"]
 
 
 class IndexTerm(NamedTuple):
@@ -91,8 +92,11 @@ class SearchQuery:
     ids: tuple[str, ...] | None = None
     clauses: tuple[TermClause, ...] = ()
     last_updated: InstantRange | None = None
+    #: Page size; 0 asks for the total only (``_count=0`` or ``_summary=count``).
     count: int = DEFAULT_COUNT
     sort: SortOrder = "_lastUpdated"
+    #: ``_total``; None when not asked (the server chooses).
+    total: TotalMode | None = None
     cursor: str | None = None
     #: Parameters dropped under ``Prefer: handling=lenient``.
     ignored: tuple[str, ...] = field(default=())
@@ -243,17 +247,16 @@ def _coding_terms(param: str, coding: Any) -> Iterable[IndexTerm]:
 
 # --------------------------------------------------------------------------- queries
 
-_CONTROL = frozenset({"_count", "_sort", CURSOR_PARAM, "_format"})
+_CONTROL = frozenset({"_count", "_sort", CURSOR_PARAM, "_format", "_total", "_summary"})
+_TOTALS: Final[Mapping[str, TotalMode]] = {"none": "none", "estimate": "estimate", "accurate": "accurate"}
 _JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _UNSUPPORTED_RESULT_PARAMS = frozenset(
     {
         "_include",
         "_revinclude",
-        "_summary",
         "_elements",
         "_contained",
         "_containedType",
-        "_total",
         "_has",
         "_text",
         "_content",
@@ -301,6 +304,8 @@ def parse_search_query(
     last_updated: InstantRange | None = None
     count, cursor = DEFAULT_COUNT, None
     sort: SortOrder = "_lastUpdated"
+    total: TotalMode | None = None
+    summary_count = False
     ignored: list[str] = []
     seen_control: set[str] = set()
 
@@ -319,6 +324,14 @@ def parse_search_query(
                 sort = _parse_sort(raw_value, where)
             elif name == CURSOR_PARAM:
                 cursor = _parse_cursor(raw_value, where)
+            elif name == "_total":
+                if raw_value not in _TOTALS:
+                    raise _search_error("value", "_total is none, estimate or accurate", where)
+                total = _TOTALS[raw_value]
+            elif name == "_summary":
+                if raw_value != "count":
+                    raise _search_error("not-supported", "Only _summary=count is supported", where)
+                summary_count = True
             elif raw_value not in _JSON_FORMATS:
                 raise _search_error("not-supported", "Only the JSON format is supported", where, 406)
             continue
@@ -371,8 +384,9 @@ def parse_search_query(
         ids=ids,
         clauses=tuple(clauses),
         last_updated=last_updated,
-        count=count,
+        count=0 if summary_count else count,
         sort=sort,
+        total=total,
         cursor=cursor,
         ignored=tuple(ignored),
     )
@@ -457,8 +471,8 @@ def _parse_patient_ref(name: str, modifier: str, value: str, where: str) -> str:
 
 
 def _parse_count(value: str, where: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise _search_error("value", f"_count must be a whole number from 1 (at most {MAX_COUNT} are returned)", where)
+    if not value.isdigit() or len(value) > 9:
+        raise _search_error("value", f"_count must be a whole number (0 for the total only; at most {MAX_COUNT} are returned)", where)
     return min(int(value), MAX_COUNT)
 
 
@@ -560,7 +574,9 @@ __all__ = [
     "IndexTerm",
     "InstantRange",
     "SearchQuery",
+    "SortOrder",
     "TermClause",
+    "TotalMode",
     "date_terms",
     "escape",
     "extract_index_terms",

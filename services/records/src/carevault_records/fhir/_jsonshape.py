@@ -18,9 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fhir_core.fhirabstractmodel import FHIRAbstractModel
-
 from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from .outcome import IssueCode
 

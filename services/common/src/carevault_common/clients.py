@@ -61,6 +61,7 @@ class ServiceClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # Redirects are never followed: a peer's answer is relayed as it is.
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, keepalive_timeout=20, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -100,7 +101,9 @@ class ServiceClient:
         attempts = 2 if method.upper() in _IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
-                async with self.session.request(method, self.base_url + path, data=body, headers=sent_headers, params=params) as resp:
+                async with self.session.request(
+                    method, self.base_url + path, data=body, headers=sent_headers, params=params, allow_redirects=False
+                ) as resp:
                     return ServiceResponse(resp.status, resp.headers, await resp.read())
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt + 1 < attempts and isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -121,7 +124,9 @@ class ServiceClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A call whose request and/or response body is streamed."""
         try:
-            async with self.session.request(method, self.base_url + path, data=body, headers=self._headers(headers), params=params) as resp:
+            async with self.session.request(
+                method, self.base_url + path, data=body, headers=self._headers(headers), params=params, allow_redirects=False
+            ) as resp:
                 yield resp
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             logger.warning("peer unavailable", extra={"peer": self.peer, "error_type": type(exc).__name__})
@@ -139,7 +144,9 @@ class ServiceClient:
         """Start a call and return the response with its body unread; the caller
         must ``release()`` it (used by the proxy, whose response outlives the call)."""
         try:
-            return await self.session.request(method, self.base_url + path, data=body, headers=self._headers(headers), params=params)
+            return await self.session.request(
+                method, self.base_url + path, data=body, headers=self._headers(headers), params=params, allow_redirects=False
+            )
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             logger.warning("peer unavailable", extra={"peer": self.peer, "error_type": type(exc).__name__})
             raise ServiceUnavailable(f"The {self.peer} service is unavailable.") from exc

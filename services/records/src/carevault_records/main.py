@@ -20,6 +20,8 @@ from carevault_records.keys.router import router as keys_router
 from carevault_records.keys.service import PatientKeys
 from carevault_records.resources.router import router as resources_router
 from carevault_records.resources.service import ResourceService
+from carevault_records.transactions.router import router as transactions_router
+from carevault_records.transactions.service import BundleService
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
+        app.state.bundles = BundleService(app.state.resources)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
@@ -44,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("records", lifespan, openapi_url=None)
     app.state.settings = settings
     app.include_router(mesh_router(app, "api"))
+    app.include_router(transactions_router)  # before the generic routes: /fhir/metadata is not a type
     app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
     app.include_router(resources_router)
     app.add_exception_handler(FhirError, _fhir_error)

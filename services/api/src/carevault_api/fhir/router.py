@@ -21,6 +21,14 @@ async def capability_statement(request: Request) -> Response:
     return await forward(request, request.app.state.records, 0, forwarded_headers(request, frozenset({"accept"})))
 
 
+@router.post("")
+@router.post("/")
+async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
+    """Transaction and batch Bundles at the FHIR base (with or without its slash)."""
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
+    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+
+
 @router.api_route("/{path:path}", methods=FHIR_METHODS)
 async def fhir(request: Request, path: str, principal: PrincipalDep) -> Response:
     headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)

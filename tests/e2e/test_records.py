@@ -213,3 +213,31 @@ async def test_patient_create_fails_whole_when_keyservice_is_down(fhir: httpx.As
     finally:
         mesh.mesh.start_one("keyservice")
         mesh.mesh.wait_ready(services=("keyservice", "records", "api", "gateway"))
+
+
+async def test_capability_statement_is_public_and_lists_what_is_supported(mesh: RunningMesh) -> None:
+    async with mesh.client() as client:
+        resp = await client.get("/fhir/metadata")
+    assert resp.status_code == 200
+    statement = resp.json()
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert statement["fhirVersion"] == "4.0.1"
+    types = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert "Observation" in types
+    assert {i["code"] for i in types["Observation"]["interaction"]} >= {
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "create",
+        "search-type",
+    }
+    assert "Binary" not in types  # not until the files issue lands
+
+
+async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:
+    async with mesh.client() as client:
+        resp = await client.get("/fhir/Observation")
+    assert resp.status_code == 401
+    assert resp.json()["resourceType"] == "OperationOutcome"

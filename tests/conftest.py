@@ -20,7 +20,9 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     that mesh is scanned for the patient keys and canary strings the tests sent
     (invariant 1): a hit fails the suite."""
     backend: str = request.param
-    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), _OFFSETS[backend], backend) as running:
+    # A short keyset TTL so that a doctor key added by a test reaches patients quickly.
+    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1"}
+    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), _OFFSETS[backend], backend, extra_env=env) as running:
         yield running
     assert_nothing_secret_at_rest(running)
 

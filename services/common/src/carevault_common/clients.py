@@ -52,11 +52,18 @@ class ServiceClient:
         timeout_seconds: float = 15.0,
         connect_timeout_seconds: float = 3.0,
         max_connections: int = 100,
+        read_timeout_seconds: float | None = None,
     ) -> None:
+        """``timeout_seconds`` bounds a whole call. With ``read_timeout_seconds`` a call
+        has no overall bound, only one per read of the socket: for peers that move
+        files, where a large transfer lasts as long as it must but a stalled one fails."""
         self.peer = peer
         self.base_url = base_url.rstrip("/")
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        if read_timeout_seconds is None:
+            self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        else:
+            self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support import CANARIES, SECRETS_USED, RunningMesh, running_mesh, secret_forms
 
-# Port offsets keep the test meshes clear of a `make run` on the default ports.
-_OFFSETS = {"sqlite": 1000, "postgres": 1100}
+# Port offsets keep the test meshes clear of a `make run` on the default ports;
+# CAREVAULT_TEST_PORT_OFFSET moves them (two checkouts testing on one machine).
+_BASE = int(os.environ.get("CAREVAULT_TEST_PORT_OFFSET", "1000"))
+_OFFSETS = {"sqlite": _BASE, "postgres": _BASE + 100}
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

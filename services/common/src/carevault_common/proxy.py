@@ -89,10 +89,17 @@ async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, he
         return Response(content, status_code=upstream.status, headers=response_headers)
 
     async def relay() -> AsyncIterator[bytes]:
+        # An upstream that stops early (a peer aborting a transfer it cannot finish)
+        # raises here, after the headers: the server then aborts this connection too,
+        # so a failed transfer is never relayed as a complete one.
         try:
             async for chunk in upstream.content.iter_any():
                 yield chunk
         finally:
             upstream.release()
 
+    if length is not None and length.isdigit():
+        # The bytes are relayed unchanged (no decompression): the length still holds,
+        # and keeps a short transfer detectable by the client.
+        response_headers["content-length"] = length
     return StreamingResponse(relay(), status_code=upstream.status, headers=response_headers)

@@ -478,12 +478,16 @@ async def test_a_failure_mid_stream_aborts_the_transfer(fhir: httpx.AsyncClient,
     tampered[-1000] ^= 1
     path.write_bytes(bytes(tampered))
     received = bytearray()
+
+    async def fetch() -> None:
+        async with fhir.stream("GET", f"/Binary/{binary_id}", headers={"x-patient-key": key, "accept": "*/*"}) as resp:
+            assert resp.status_code == 200
+            async for part in resp.aiter_raw():
+                received.extend(part)
+
     try:
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-            async with fhir.stream("GET", f"/Binary/{binary_id}", headers={"x-patient-key": key, "accept": "*/*"}) as resp:
-                assert resp.status_code == 200
-                async for part in resp.aiter_raw():
-                    received += part
+            await fetch()
         assert 0 < len(received) < size
         assert data.startswith(bytes(received))
     finally:

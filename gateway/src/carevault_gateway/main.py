@@ -26,7 +26,13 @@ def _is_binary(path: str) -> bool:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        api = ServiceClient("api", settings.api_url, client_context_for(settings), read_timeout_seconds=settings.upstream_idle_seconds)
+        api = ServiceClient(
+            "api",
+            settings.api_url,
+            client_context_for(settings),
+            read_timeout_seconds=settings.upstream_idle_seconds,
+            read_buffer_bytes=1024 * 1024,
+        )
         await api.start()
         limiter = build_rate_limiter(settings.redis_url, settings.rate_limit_per_second, settings.rate_limit_burst)
         app.state.api, app.state.limiter = api, limiter

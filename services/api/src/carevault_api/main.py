@@ -19,6 +19,8 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.mtls import client_context_for, require_callers
 
+MIB = 1024 * 1024
+
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager

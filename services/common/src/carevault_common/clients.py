@@ -53,6 +53,7 @@ class ServiceClient:
         connect_timeout_seconds: float = 3.0,
         max_connections: int = 100,
         read_timeout_seconds: float | None = None,
+        read_buffer_bytes: int = 64 * 1024,
     ) -> None:
         """``timeout_seconds`` bounds a whole call. With ``read_timeout_seconds`` a call
         has no overall bound, only one per read of the socket: for peers that move
@@ -65,13 +66,20 @@ class ServiceClient:
         else:
             self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
         self._max_connections = max_connections
+        # How much of a response aiohttp buffers before it stops reading: peers that
+        # relay files get more, so each relayed chunk is bigger (fewer, larger writes).
+        self._read_bufsize = read_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # Redirects are never followed: a peer's answer is relayed as it is.
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, keepalive_timeout=20, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            read_bufsize=self._read_bufsize,
         )
 
     async def close(self) -> None:

@@ -40,6 +40,7 @@ from carevault_api.binaries.negotiation import Representation, choose
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
+from carevault_common.proxy import coalesce
 
 logger = logging.getLogger("carevault.api.binaries")
 
@@ -84,9 +85,7 @@ class CountedBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.source:
-                if not chunk:
-                    continue
+            async for chunk in coalesce(aiter(self.source)):
                 self.size += len(chunk)
                 if self.size > self.max_bytes:
                     raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")

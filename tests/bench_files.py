@@ -1,6 +1,6 @@
 """Benchmark: 1 GiB up and down through the full mesh (gateway -> api -> fileservice).
 
-    python -m tests.bench_files [--size-mib 1024] [--port-offset 5000] [--markdown docs/benchmarks-files.md]
+    python -m tests.bench_files [--size-mib 1024] [--port-offset 6000] [--markdown docs/benchmarks-files.md]
 
 Starts a fresh local mesh (SQLite, local blob directory), creates a patient, then:
 
@@ -164,7 +164,7 @@ def render(size: int, base_seconds: float, result: dict[str, object]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--port-offset", type=int, default=int(os.environ.get("CAREVAULT_BENCH_PORT_OFFSET", "5000")))
+    parser.add_argument("--port-offset", type=int, default=int(os.environ.get("CAREVAULT_BENCH_PORT_OFFSET", "6000")))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables to this file")
     args = parser.parse_args()
     size = args.size_mib * MIB

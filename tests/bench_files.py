@@ -48,15 +48,28 @@ def _status_kib(pid: int, field_name: str) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemorySampler:
     pids: dict[str, int]
     interval: float = 0.02
     peaks: dict[str, int] = field(default_factory=dict)
 
+    cpu: dict[str, float] = field(default_factory=dict)
+
     @contextmanager
     def sampling(self) -> Iterator[dict[str, int]]:
         self.peaks = {name: _status_kib(pid, "VmRSS") for name, pid in self.pids.items()}
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": time.process_time()}
         stop = threading.Event()
 
         def run() -> None:
@@ -72,6 +85,8 @@ class MemorySampler:
         finally:
             stop.set()
             thread.join()
+            after = {name: _cpu_seconds(pid) for name, pid in self.pids.items()} | {"client": time.process_time()}
+            self.cpu = {name: after[name] - cpu_before[name] for name in after}
 
 
 def block(i: int, base: bytes) -> bytes:
@@ -108,6 +123,7 @@ async def transfer(mesh: RunningMesh, size: int, base: bytes, sampler: MemorySam
         assert resp.status_code == 201, resp.text
         binary_id = resp.json()["id"]
         upload_peaks = dict(upload_peaks)
+        upload_cpu = dict(sampler.cpu)
 
         received = 0
         with sampler.sampling() as download_peaks:
@@ -123,6 +139,7 @@ async def transfer(mesh: RunningMesh, size: int, base: bytes, sampler: MemorySam
         assert received == size, (received, size)
         assert first == block(0, base)[: len(first)]
         download_peaks = dict(download_peaks)
+        download_cpu = dict(sampler.cpu)
     hwm = {name: _status_kib(pid, "VmHWM") for name, pid in sampler.pids.items()}
     return {
         "upload_seconds": upload_seconds,
@@ -130,6 +147,8 @@ async def transfer(mesh: RunningMesh, size: int, base: bytes, sampler: MemorySam
         "upload_peaks": upload_peaks,
         "download_peaks": download_peaks,
         "hwm": hwm,
+        "upload_cpu": upload_cpu,
+        "download_cpu": download_cpu,
     }
 
 
@@ -150,14 +169,21 @@ def render(size: int, base_seconds: float, result: dict[str, object]) -> str:
         f"| upload through gateway -> api -> fileservice | {up:,.0f} | {up / base_rate:.2f} |",
         f"| download through fileservice -> api -> gateway | {down:,.0f} | {down / base_rate:.2f} |",
         "",
-        "| service | peak RSS during upload (MiB) | during download (MiB) | VmHWM since start (MiB) |",
-        "|---|---|---|---|",
+        "| process | peak RSS during upload (MiB) | during download (MiB) | VmHWM since start (MiB) | CPU s, upload | CPU s, download |",
+        "|---|---|---|---|---|---|",
     ]
-    for name in SERVICES:
+    for name in (*SERVICES, "client"):
+        cpu_up = result["upload_cpu"][name]  # type: ignore[index]
+        cpu_down = result["download_cpu"][name]  # type: ignore[index]
+        if name == "client":
+            lines.append(f"| client (this process: TLS, generating or counting bytes) | — | — | — | {cpu_up:.1f} | {cpu_down:.1f} |")
+            continue
         up_peak = result["upload_peaks"][name] / 1024  # type: ignore[index]
         down_peak = result["download_peaks"][name] / 1024  # type: ignore[index]
         hwm = result["hwm"][name] / 1024  # type: ignore[index]
-        lines.append(f"| {name} | {up_peak:.0f} | {down_peak:.0f} | {hwm:.0f} |")
+        lines.append(f"| {name} | {up_peak:.0f} | {down_peak:.0f} | {hwm:.0f} | {cpu_up:.1f} | {cpu_down:.1f} |")
+    seconds = (float(result["upload_seconds"]), float(result["download_seconds"]))  # type: ignore[arg-type]
+    lines += ["", f"Wall time: upload {seconds[0]:.1f} s, download {seconds[1]:.1f} s; the machine has {os.cpu_count()} CPUs."]
     return "\n".join(lines) + "\n"
 
 

@@ -293,11 +293,8 @@ async def test_security_context_and_keys_are_checked(fhir: httpx.AsyncClient, pa
         headers={"content-type": "text/plain", "x-patient-key": other_key, "x-security-context": f"Patient/{other_patient}"},
     )
     assert moved.status_code == 422
-    unauthenticated = await mesh.client().__aenter__()
-    try:
+    async with mesh.client() as unauthenticated:
         assert (await unauthenticated.get(f"/fhir/Binary/{binary_id}", headers={"x-patient-key": key})).status_code == 401
-    finally:
-        await unauthenticated.aclose()
     assert (await fhir.post("/Binary", content=b"x", headers={"idempotency-key": "k1", "x-patient-key": key})).status_code == 400
 
 

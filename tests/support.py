@@ -147,11 +147,21 @@ class RunningMesh:
         return bytes(out)
 
     def state_files(self) -> bytes:
-        """Every file under the state directory except the databases (scanned above)
-        and the development hosting-doctor's private key material."""
+        """Every file under the state directory except the databases and the blob
+        store (scanned apart)."""
         out = bytearray()
         for path in sorted(self.state_dir.rglob("*")):
-            if path.is_file() and "db" not in path.parts:
+            relative = path.relative_to(self.state_dir).parts
+            if path.is_file() and relative[0] not in ("db", "blobs"):
+                out += path.read_bytes()
+        return bytes(out)
+
+    def blob_store(self) -> bytes:
+        """Every stored object and leftover upload of fileservice's local blob store:
+        ciphertext only, so no canary placed in an uploaded file may appear."""
+        out = bytearray()
+        for path in sorted((self.state_dir / "blobs").rglob("*")):
+            if path.is_file():
                 out += path.read_bytes()
         return bytes(out)
 

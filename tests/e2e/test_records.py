@@ -233,7 +233,8 @@ async def test_capability_statement_is_public_and_lists_what_is_supported(mesh: 
         "create",
         "search-type",
     }
-    assert "Binary" not in types  # not until the files issue lands
+    assert "Binary" in types
+    assert "X-Security-Context" in types["Binary"]["documentation"]
 
 
 async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:

@@ -118,6 +118,19 @@ class CallerNotAllowed(ProblemError):
     status, code, title = 403, "caller-not-allowed", "Caller not allowed"
 
 
+def problem_from_peer(status: int, body: bytes, peer: str) -> ProblemError:
+    """A peer's problem-details answer as a :class:`ProblemError` of this service
+    (its code and detail kept), to re-render in this service's error shape."""
+    try:
+        problem = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        problem = None
+    if not isinstance(problem, dict) or not isinstance(problem.get("type"), str):
+        return ProblemError(f"The {peer} service answered {status}.", status=502 if status < 400 else status, code="peer-error")
+    code = problem["type"].removeprefix(PROBLEM_TYPE_BASE)
+    return ProblemError(str(problem.get("detail") or ""), status=status, code=code, title=str(problem.get("title") or "Error"))
+
+
 def operation_outcome(problem: dict[str, Any]) -> dict[str, Any]:
     """Render a problem body as a FHIR OperationOutcome, keeping its type."""
     status = int(problem.get("status", 500))

@@ -13,6 +13,8 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
+from carevault_records.binaries.router import router as binaries_router
+from carevault_records.binaries.service import BinaryFiles
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
 from carevault_records.fhir.outcome import FhirError
@@ -36,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
         app.state.bundles = BundleService(app.state.resources)
+        app.state.binaries = BinaryFiles(app.state.resources)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
@@ -50,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(mesh_router(app, "api"))
     app.include_router(transactions_router)  # before the generic routes: /fhir/metadata is not a type
     app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
+    app.include_router(binaries_router)
     app.include_router(resources_router)
     app.add_exception_handler(FhirError, _fhir_error)
     return app

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from carevault_crypto import DecryptionError, PatientKeyring, RecordContext
+from carevault_records.binaries.content import strip_content
 from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure
 from carevault_records.fhir.search import extract_index_terms
 from carevault_records.resources.repository import NewVersion, StoredVersion
@@ -64,9 +65,15 @@ def deletion(resource_type: str, resource_id: str, version_id: int, patient_id: 
     return NewVersion(resource_type, resource_id, version_id, patient_id, True, patient_id is not None, now, b"")
 
 
-def decode_version(tenant: str, stored: StoredVersion, keyring: PatientKeyring | None) -> dict[str, Any]:
+def public(resource: dict[str, Any]) -> dict[str, Any]:
+    """What clients see of a stored resource: a Binary without its content reference."""
+    return strip_content(resource) if resource.get("resourceType") == "Binary" else resource
+
+
+def decode_version(tenant: str, stored: StoredVersion, keyring: PatientKeyring | None, *, internal: bool = False) -> dict[str, Any]:
     """The resource as the client sent it, plus server meta. An integrity failure
-    raises and returns nothing of the body."""
+    raises and returns nothing of the body. ``internal`` keeps what only records
+    and api see (a Binary's content reference)."""
     if stored.encrypted:
         assert keyring is not None
         assert stored.patient_id is not None
@@ -87,4 +94,5 @@ def decode_version(tenant: str, stored: StoredVersion, keyring: PatientKeyring |
             raise IntegrityFailure(f"{stored.resource_type}/{stored.id} version {stored.version_id} failed its integrity check.") from None
     else:
         body = stored.body
-    return with_server_meta(orjson.loads(body), stored.version_id, stored.last_updated)
+    resource = with_server_meta(orjson.loads(body), stored.version_id, stored.last_updated)
+    return resource if internal else public(resource)

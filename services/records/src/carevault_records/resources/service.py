@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
+from carevault_records.binaries.content import check_content
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
@@ -101,12 +102,15 @@ class ResourceService:
                 resource["id"] if resource_type == "Patient" else (require_patient(resource) if is_patient_data(resource_type) else None)
             )
             keyring = await self.keyring_for(keyrings, resource_type, patient_id)
+            if resource_type == "Binary":
+                assert keyring is not None
+                check_content(keyring, resource)
             version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
             versions.append(version)
             token_rows += [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
         await repository.insert_versions(session, tenant, versions)
         await repository.insert_tokens(session, tenant, token_rows)
-        return [Written(codec.with_server_meta(r, 1, now), 1, now) for r in resources]
+        return [Written(codec.public(codec.with_server_meta(r, 1, now)), 1, now) for r in resources]
 
     async def update(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, resource: Any, if_match: str | None) -> Written:
         session, tenant = keyrings.session, keyrings.tenant
@@ -122,6 +126,9 @@ class ResourceService:
         if is_patient_data(resource_type) and resource_type != "Patient" and patient_of(resource) != head.patient_id:
             raise ProblemError("A resource cannot move to another patient.", status=422, code="patient-change")
         keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        if resource_type == "Binary":
+            assert keyring is not None
+            check_content(keyring, resource)
         now = datetime.now(UTC)
         version_id = head.version_id + 1
         version, tokens = codec.encode_version(
@@ -129,7 +136,7 @@ class ResourceService:
         )
         await repository.insert_versions(session, tenant, [version])
         await repository.replace_tokens(session, tenant, resource_type, resource_id, tokens, head.patient_id or DIRECTORY_PATIENT)
-        return Written(codec.with_server_meta(resource, version_id, now), version_id, now)
+        return Written(codec.public(codec.with_server_meta(resource, version_id, now)), version_id, now)
 
     async def delete(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> None:
         session, tenant = keyrings.session, keyrings.tenant

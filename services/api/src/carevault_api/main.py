@@ -27,7 +27,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         context = client_context_for(settings)
-        records = RecordsClient("records", settings.records_url, context)
+        # A transaction of thousands of entries is one call: allow it time.
+        records = RecordsClient("records", settings.records_url, context, timeout_seconds=120)
         # File transfers last as long as they must; a stalled one fails.
         files = FileserviceClient(
             "fileservice", settings.fileservice_url, context, read_timeout_seconds=settings.file_transfer_idle_seconds

@@ -22,8 +22,8 @@ FHIR_MEDIA_TYPE = "application/fhir+json"
 
 logger = logging.getLogger("carevault.errors")
 
-# FHIR issue codes by HTTP status, for OperationOutcome bodies.
-_FHIR_ISSUE_CODES = {
+# FHIR issue codes by HTTP status, for OperationOutcome bodies (one table for every service).
+FHIR_ISSUE_CODES: dict[int, str] = {
     400: "invalid",
     401: "login",
     403: "forbidden",
@@ -36,8 +36,11 @@ _FHIR_ISSUE_CODES = {
     413: "too-costly",
     415: "not-supported",
     422: "processing",
+    428: "required",
     429: "throttled",
+    500: "exception",
     503: "transient",
+    504: "timeout",
 }
 
 
@@ -136,7 +139,7 @@ def operation_outcome(problem: dict[str, Any]) -> dict[str, Any]:
     status = int(problem.get("status", 500))
     issue: dict[str, Any] = {
         "severity": "error" if status < 500 else "fatal",
-        "code": _FHIR_ISSUE_CODES.get(status, "exception"),
+        "code": FHIR_ISSUE_CODES.get(status, "exception"),
         "details": {"coding": [{"system": PROBLEM_TYPE_BASE, "code": str(problem["type"]).removeprefix(PROBLEM_TYPE_BASE)}]},
         "diagnostics": problem.get("detail") or problem.get("title", ""),
     }

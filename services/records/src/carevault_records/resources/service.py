@@ -25,7 +25,7 @@ from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_searc
 from carevault_records.fhir.validation import validate_resource
 from carevault_records.keys.service import PatientKeys, RequestKeyrings
 from carevault_records.resources import codec, repository
-from carevault_records.resources.repository import Head, StoredVersion
+from carevault_records.resources.repository import Head, VersionRow
 
 DIRECTORY_PATIENT = ""  # the patient_id of directory search tokens
 HISTORY_LIMIT = 100
@@ -273,7 +273,7 @@ def _metadata_entry(head: Head, base: str) -> dict[str, Any]:
     return _search_entry(resource, base)
 
 
-def _history_entry(tenant: str, version: StoredVersion, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
+def _history_entry(tenant: str, version: VersionRow, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
     url = f"{version.resource_type}/{version.id}"
     stamp = version.last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if version.deleted:

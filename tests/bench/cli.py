@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"where to write the report (default {DEFAULT_OUTPUT.relative_to(REPO_ROOT)} for a full run, "
         f"{PARTIAL_OUTPUT.relative_to(REPO_ROOT)} with --only or --smoke)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each service with py-spy during each measured window; stacks and a summary go to DIR/<scenario>/",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.only:
@@ -100,6 +106,8 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         smoke=args.smoke,
         ingest_concurrency=args.ingest_concurrency,
         ingest_budget=args.ingest_budget,
+        profile_dir=args.profile.resolve() if args.profile else None,
+        profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
     )
     try:
         return await run_scenarios(ctx, chosen, progress)

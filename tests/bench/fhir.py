@@ -52,7 +52,6 @@ def observation(patient_id: str) -> dict[str, Any]:
         },
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": "2026-11-02T09:30:00+01:00",
-        "issued": "2026-11-02T09:31:12.000+01:00",
         "performer": [{"display": "Cabinet medical du Parc"}],
         "interpretation": [
             {
@@ -65,7 +64,6 @@ def observation(patient_id: str) -> dict[str, Any]:
                 ]
             }
         ],
-        "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "368209003", "display": "Right arm"}]},
         "component": [
             {
                 "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]},

@@ -214,6 +214,10 @@ class BenchContext:
     baseline_rates: dict[str, float] = field(default_factory=dict)
     # For scenarios to leave things to later ones (ids created, keys, ...).
     shared: dict[str, Any] = field(default_factory=dict)
+    # --profile: sample these processes with py-spy during each measured window.
+    profile_dir: Path | None = None
+    profile_pids: dict[str, int] = field(default_factory=dict)
+    current: str = ""  # the scenario running now
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
     @property
@@ -261,7 +265,15 @@ class BenchContext:
                 max_requests=spec.max_requests,
                 request_timeout=spec.request_timeout,
             )
-        return await run_load(workload.endpoint, workload.make_operation, spec, workload.expect, self.meter)
+        profiler = None
+        if self.profile_dir is not None:
+            from tests.bench.profiling import record
+
+            profiler = asyncio.create_task(record(self.profile_pids, self.profile_dir / self.current, spec.warmup, spec.duration))
+        result = await run_load(workload.endpoint, workload.make_operation, spec, workload.expect, self.meter)
+        if profiler is not None:
+            await profiler
+        return result
 
     async def close(self) -> None:
         for session in self._sessions.values():
@@ -367,6 +379,7 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
     rows: list[Row] = []
     for sc in scenarios:
         progress(f"{sc.name}: {sc.title}")
+        ctx.current = sc.name
         try:
             outcome = await asyncio.wait_for(sc.fn(ctx), sc.timeout)
             if isinstance(outcome, Workload):

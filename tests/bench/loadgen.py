@@ -172,11 +172,14 @@ async def run_load(
                     by_label[label] = (values, label_errors + int(failed))
 
         snapper = asyncio.create_task(take_snapshot_at_warmup_end())
+        workers = [asyncio.create_task(worker(op)) for op in operations]
         hard_limit = spec.warmup + spec.duration + spec.request_timeout + 5
         try:
-            await asyncio.wait_for(asyncio.gather(*(worker(op) for op in operations)), hard_limit)
+            await asyncio.wait(workers, timeout=hard_limit)
         finally:
-            snapper.cancel()
+            for task in [snapper, *workers]:
+                task.cancel()
+            await asyncio.gather(snapper, *workers, return_exceptions=True)
         ended = perf()
         cpu = None
         if meter is not None and snapshots:

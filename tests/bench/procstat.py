@@ -17,6 +17,8 @@ _PROC = Path("/proc")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Processes we did not start but whose CPU belongs to the bill, found by command name.
 COMM_GROUPS: Mapping[str, str] = {"postgres": "postgres", "redis-server": "redis"}
+# Everything else that ran meanwhile: other work on a shared machine, kernel threads.
+OTHER_PROCESSES = "other processes"
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -51,8 +53,9 @@ def _system_times() -> tuple[float, float]:
     return (total - idle) / _TICK, total / _TICK
 
 
-def _by_command_name() -> dict[int, str]:
-    found: dict[int, str] = {}
+def _all_processes() -> dict[int, tuple[str, float]]:
+    """Every process's command name and CPU seconds (one pass over /proc)."""
+    found: dict[int, tuple[str, float]] = {}
     try:
         entries = list(_PROC.iterdir())
     except OSError:
@@ -61,12 +64,12 @@ def _by_command_name() -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            comm = (entry / "comm").read_text().strip()
+            raw = (entry / "stat").read_text()
         except OSError:
             continue
-        group = COMM_GROUPS.get(comm)
-        if group is not None:
-            found[int(entry.name)] = group
+        head, _, tail = raw.rpartition(")")
+        fields = tail.split()
+        found[int(entry.name)] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / _TICK)
     return found
 
 
@@ -88,8 +91,8 @@ class CpuUsage:
     cores: int
 
     @property
-    def other(self) -> float:
-        """Busy time not in any tracked process: kernel work (loopback TCP, softirq) and the rest."""
+    def unattributed(self) -> float:
+        """Busy time charged to no process: interrupts and softirq (loopback TCP lands there)."""
         return max(0.0, self.machine_busy - sum(self.groups.values()))
 
     def share_of_one_core(self, group: str) -> float:
@@ -104,8 +107,9 @@ class CpuUsage:
 
 
 class CpuMeter:
-    """Snapshots of the CPU time of named processes (our own children and the
-    load generator) plus PostgreSQL and Redis found by command name."""
+    """Snapshots of the CPU time of every process: ours by pid (the services, the
+    baseline, the load generator), PostgreSQL and Redis by command name, the rest
+    as "other processes"."""
 
     def __init__(self) -> None:
         self.named: dict[int, str] = {}
@@ -114,12 +118,10 @@ class CpuMeter:
         self.named[pid] = group
 
     def snapshot(self) -> Snapshot:
-        members = _by_command_name() | self.named
         per_pid: dict[int, tuple[str, float]] = {}
-        for pid, group in members.items():
-            seconds = process_cpu_seconds(pid)
-            if seconds is not None:
-                per_pid[pid] = (group, seconds)
+        for pid, (comm, seconds) in _all_processes().items():
+            group = self.named.get(pid) or COMM_GROUPS.get(comm) or OTHER_PROCESSES
+            per_pid[pid] = (group, seconds)
         busy, total = _system_times()
         return Snapshot(time.perf_counter(), per_pid, busy, total)
 

@@ -10,8 +10,9 @@ from datetime import datetime
 from tests.bench.framework import BASELINE, GROUP_ORDER, TIMES, Row
 from tests.bench.loadgen import LoadSpec
 from tests.bench.machine import Machine
+from tests.bench.procstat import OTHER_PROCESSES
 
-CPU_GROUPS = ("generator", "gateway", "api", "records", "keyservice", "fileservice", "baseline", "postgres", "redis")
+CPU_GROUPS = ("generator", "gateway", "api", "records", "keyservice", "fileservice", "baseline", "postgres", "redis", OTHER_PROCESSES)
 
 
 @dataclass
@@ -78,11 +79,11 @@ def _cpu_table(rows: list[Row]) -> list[str]:
         "## Where the CPU went",
         "",
         "CPU time per answered request (per resource for ingest), in milliseconds, by process, over each measured window "
-        "(from /proc; `kernel+other` is the machine's busy time outside these processes: mostly loopback TCP and TLS in the "
-        "kernel, and anything else running). `busy` is the share of both cores in use; `gen.` the load generator's share "
-        "of one core.",
+        "(from /proc). System calls count in each process's time; `irq` is busy time charged to no process (interrupts and "
+        "softirq, where loopback TCP is processed); `other processes` is everything else that ran meanwhile (on a shared "
+        "machine, other people's work). `busy` is the share of all cores in use; `gen.` the load generator's share of one core.",
         "",
-        f"| scenario | busy | gen. | {header} | kernel+other | total |",
+        f"| scenario | busy | gen. | {header} | irq | total |",
         "|---|---:|---:|" + "---:|" * (len(CPU_GROUPS) + 2),
     ]
     for row in measured:
@@ -92,7 +93,7 @@ def _cpu_table(rows: list[Row]) -> list[str]:
         lines.append(
             f"| {row.label} | {row.cpu.machine_utilisation:.0%} | {row.cpu.share_of_one_core('generator'):.0%} | "
             + " | ".join(cells)
-            + f" | {_num(row.cpu.other * per, 2)} | {_num(row.cpu.machine_busy * per, 2)} |"
+            + f" | {_num(row.cpu.unattributed * per, 2)} | {_num(row.cpu.machine_busy * per, 2)} |"
         )
     return lines
 
@@ -105,10 +106,20 @@ def _generator_summary(rows: list[Row]) -> str:
         return "The load generator's CPU was not measured (no /proc)."
     low = min(shares, key=lambda s: s[1])
     high = max(shares, key=lambda s: s[1])
-    return (
+    text = (
         f"The load generator took between {low[1]:.0%} ({low[0]}) and {high[1]:.0%} ({high[0]}) of the CPU time used "
         f"during the measured windows (at most {max(s[2] for s in shares):.0%} of one core): CPU the services did not get."
     )
+    others = [(row.label, row.cpu.share_of_busy(OTHER_PROCESSES)) for row in rows if row.cpu is not None]
+    worst = max(others, key=lambda s: s[1])
+    if worst[1] >= 0.05:
+        text += (
+            f" Other processes, not part of the benchmark, ran meanwhile: up to {worst[1]:.0%} of the CPU time used "
+            f"({worst[0]}); the figures are lower than on an idle machine by about that much."
+        )
+    else:
+        text += " Nothing else of note ran meanwhile (other processes: under 5 % of the CPU time used)."
+    return text
 
 
 def render(machine: Machine, info: RunInfo, rows: list[Row]) -> str:

@@ -160,7 +160,9 @@ def _ignore_signals() -> None:
 def bench_stack() -> Iterator[Stack]:
     """The mesh (PostgreSQL + Redis, port offset 3000) and the baseline, up and ready;
     both stopped on exit, whatever the exit."""
-    # SIGTERM behaves as Ctrl-C: unwinds through every `finally` below.
+    # SIGTERM behaves as Ctrl-C: unwinds through every `finally` below (SIGINT is set
+    # too, in case this was started with it ignored, as background jobs are).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     end_leftovers()
@@ -177,6 +179,6 @@ def bench_stack() -> Iterator[Stack]:
                         _ignore_signals()
             finally:
                 _ignore_signals()
-        _pidfile().unlink(missing_ok=True)
     finally:
         _ignore_signals()
+        _pidfile().unlink(missing_ok=True)

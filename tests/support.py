@@ -99,6 +99,63 @@ class RunningMesh:
         """A client of the public gateway, trusting only the local CA."""
         return httpx.AsyncClient(base_url=self.layout.gateway_url, verify=self.ssl_context(), timeout=30, **kwargs)  # type: ignore[arg-type]
 
+    @property
+    def dev_token(self) -> str:
+        return self.layout.dev_token_file.read_text(encoding="utf-8").strip()
+
+    def fhir(self, **kwargs: object) -> httpx.AsyncClient:
+        """A FHIR client of the gateway with the development bearer token."""
+        headers = {"authorization": f"Bearer {self.dev_token}", "accept": "application/fhir+json"}
+        return httpx.AsyncClient(
+            base_url=self.layout.gateway_url + "/fhir", verify=self.ssl_context(), timeout=60, headers=headers, **kwargs
+        )  # type: ignore[arg-type]
+
+    async def db_execute(self, service: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+        """Run SQL directly against a service's database (for tamper and scan tests)."""
+        url = self.layout.database_url(service)
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            with sqlite3.connect(url.split("///", 1)[1]) as conn:
+                rows = conn.execute(sql.replace("$1", "?").replace("$2", "?").replace("$3", "?").replace("$4", "?"), args).fetchall()
+                conn.commit()
+                return [tuple(r) for r in rows]
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    async def dump_databases(self) -> bytes:
+        """Every byte of every service database, for the secrets scan."""
+        out = bytearray()
+        for service in DB_SERVICES:
+            url = self.layout.database_url(service)
+            if url.startswith("sqlite"):
+                path = Path(url.split("///", 1)[1])
+                for candidate in (path, path.with_name(path.name + "-wal")):
+                    if candidate.exists():
+                        out += candidate.read_bytes()
+                continue
+            tables = await self.db_execute(service, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            for (table,) in tables:
+                for row in await self.db_execute(service, f'SELECT * FROM "{table}"'):
+                    for value in row:
+                        out += bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else str(value).encode()
+                        out += b"\x00"
+        return bytes(out)
+
+    def state_files(self) -> bytes:
+        """Every file under the state directory except the databases (scanned above)
+        and the development hosting-doctor's private key material."""
+        out = bytearray()
+        for path in sorted(self.state_dir.rglob("*")):
+            if path.is_file() and "db" not in path.parts:
+                out += path.read_bytes()
+        return bytes(out)
+
     def logs(self, service: str) -> str:
         path = self.layout.log_file(service)
         return path.read_text(encoding="utf-8") if path.exists() else ""
@@ -129,3 +186,44 @@ def running_mesh(
         yield RunningMesh(layout, mesh, backend)
     finally:
         mesh.stop()
+
+
+# -- secrets the tests put into the platform, for the scan after the suite -------------
+
+SECRETS_USED: list[bytes] = []
+CANARIES: list[str] = []
+
+
+def remember_secret(raw: bytes) -> None:
+    SECRETS_USED.append(raw)
+
+
+def canary(kind: str) -> str:
+    """A unique string placed in health content; it must never be found at rest."""
+    import uuid
+
+    value = f"CANARY{kind.upper()}{uuid.uuid4().hex[:16]}"
+    CANARIES.append(value)
+    return value
+
+
+def new_patient_key() -> str:
+    """A fresh patient key in its header form; remembered for the scan."""
+    import base64
+    import secrets
+
+    raw = secrets.token_bytes(32)
+    remember_secret(raw)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def secret_forms(raw: bytes) -> list[bytes]:
+    import base64
+
+    return [
+        raw,
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+        base64.b64encode(raw).rstrip(b"="),
+    ]

@@ -15,7 +15,7 @@ from carevault_fileservice.config import Settings
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carevault_common.settings import ServiceSettings
+from carevault_common.settings import ServiceSettings, read_secret_file
 
 
 class Settings(ServiceSettings):
@@ -13,7 +16,25 @@ class Settings(ServiceSettings):
     api_url: str = "https://127.0.0.1:8444"
     # Empty: rate limits and replay caches are kept in this process only.
     redis_url: str = ""
+    redis_url_file: Path | None = None
+    # The certificate clients see; the mesh identity (tls_cert_file) is used towards api.
+    # Public CAs do not issue spiffe:// identities, hence two pairs in production.
+    public_tls_cert_file: Path | None = None
+    public_tls_key_file: Path | None = None
+    # Response header that marks non-production environments (empty: none).
+    environment_header: str = "X-Carevault-Environment"
     max_body_bytes: int = 64 * 1024 * 1024
     # Requests per second per client address, and the burst above it.
     rate_limit_per_second: float = 500.0
     rate_limit_burst: int = 1000
+
+    @model_validator(mode="after")
+    def _resolve_redis(self) -> Settings:
+        if self.redis_url_file is not None:
+            object.__setattr__(self, "redis_url", read_secret_file(self.redis_url_file))
+        return self
+
+    def server_certificate(self) -> tuple[Path, Path]:
+        if self.public_tls_cert_file and self.public_tls_key_file:
+            return self.public_tls_cert_file, self.public_tls_key_file
+        return self.tls_cert_file, self.tls_key_file

@@ -16,12 +16,12 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, environment: str) -> None:
+    def __init__(self, app: ASGIApp, environment: str, header_name: str) -> None:
         self.app = app
         extra: tuple[tuple[bytes, bytes], ...] = ()
-        if environment != "prod":
+        if environment != "prod" and header_name:
             # Non-production responses say so, so nobody mistakes preprod or demo data for real.
-            extra = ((b"x-carevault-environment", environment.encode()),)
+            extra = ((header_name.lower().encode(), environment.encode()),)
         self.headers = SECURITY_HEADERS + extra
         self.names = frozenset(name for name, _ in self.headers)
 

@@ -6,16 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 from starlette.responses import Response
 
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker
+from carevault_common.app import add_readiness_check, build_app, json_response, lifespan_marker
 from carevault_common.clients import ServiceClient
 from carevault_common.mtls import client_context_for
+from carevault_common.proxy import forward, forwarded_headers
 from carevault_gateway.config import Settings
 from carevault_gateway.headers import SecurityHeadersMiddleware
 from carevault_gateway.limits.ratelimit import TooManyRequests, build_rate_limiter
-from carevault_gateway.proxy.forward import forward
 
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -37,19 +36,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = build_app("gateway", lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.add_middleware(SecurityHeadersMiddleware, environment=settings.environment.value)
+    app.add_middleware(SecurityHeadersMiddleware, environment=settings.environment.value, header_name=settings.environment_header)
 
     @app.get("/healthz")
     async def public_health(request: Request) -> Response:
         """Says only whether the mesh behind the gateway is ready."""
         ready = await request.app.state.api.is_ready()
-        return ORJSONResponse({"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503)
+        return json_response({"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503)
 
     @app.api_route("/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)
     async def proxy(request: Request, path: str) -> Response:
         client = request.client.host if request.client else "unknown"
         if not await request.app.state.limiter.allow(client):
             raise TooManyRequests("Slow down.", headers={"retry-after": "1"})
-        return await forward(request, request.app.state.api, settings.max_body_bytes)
+        headers = forwarded_headers(request)
+        headers["x-forwarded-for"] = client
+        headers["x-forwarded-proto"] = "https"
+        headers["x-forwarded-host"] = request.headers.get("host", "")
+        return await forward(request, request.app.state.api, settings.max_body_bytes, headers)
 
     return app

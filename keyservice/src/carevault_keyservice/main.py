@@ -10,15 +10,18 @@ from fastapi import FastAPI
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_keyservice.config import Settings
+from carevault_keyservice.escrow.doctor_keys import DoctorKeyDirectory
+from carevault_keyservice.escrow.router import router as escrow_router
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         add_readiness_check(app, "database", lambda: database_ready(engine))
+        add_readiness_check(app, "doctor-keys", _has_doctor_keys)
         try:
             async for _ in lifespan_marker(app):
                 yield
@@ -27,5 +30,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = build_app("keyservice", lifespan, openapi_url=None)
     app.state.settings = settings
+    app.state.doctor_keys = DoctorKeyDirectory(settings.doctor_keys_dir)
+
+    async def _has_doctor_keys() -> bool:
+        return bool(app.state.doctor_keys.keyset().keys)
+
     app.include_router(mesh_router(app, "records", "api"))
+    app.include_router(escrow_router)
     return app

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carevault_common.settings import DatabaseSettings, ServiceSettings
+from carevault_common.settings import DatabaseSettings, Environment, ServiceSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -17,3 +18,12 @@ class Settings(ServiceSettings, DatabaseSettings):
     records_url: str = "https://127.0.0.1:8445"
     fileservice_url: str = "https://127.0.0.1:8447"
     keyservice_url: str = "https://127.0.0.1:8446"
+    # Development authentication until OAuth2 lands: a bearer token read from this
+    # file grants the "dev" tenant. Refused outside the dev environment.
+    dev_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _dev_token_only_in_dev(self) -> Settings:
+        if self.dev_token_file is not None and self.environment != Environment.DEV:
+            raise ValueError("dev_token_file is a development aid and is refused outside the dev environment")
+        return self

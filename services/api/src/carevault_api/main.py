@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from carevault_api.auth.dev import DevTokenAuthenticator, RefuseAll
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_api.config import Settings
+from carevault_api.fhir.router import router as fhir_router
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
-from carevault_common.mtls import client_context_for
+from carevault_common.mtls import client_context_for, require_callers
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         context = client_context_for(settings)
         records = RecordsClient("records", settings.records_url, context)
         files = FileserviceClient("fileservice", settings.fileservice_url, context)
@@ -44,4 +46,6 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("api", lifespan)
     app.state.settings = settings
     app.include_router(mesh_router(app, "gateway"))
+    app.state.authenticator = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else RefuseAll()
+    app.include_router(fhir_router, dependencies=[Depends(require_callers("gateway"))])
     return app

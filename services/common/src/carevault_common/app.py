@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
@@ -17,6 +17,11 @@ from carevault_common.errors import install_error_handlers
 from carevault_common.logging import configure_logging
 from carevault_common.settings import ServiceSettings
 from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -34,7 +39,7 @@ def build_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **kwargs: Any,
 ) -> FastAPI:
-    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, default_response_class=ORJSONResponse, **kwargs)
+    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, **kwargs)
     app.state.readiness_checks = []
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))
@@ -60,7 +65,7 @@ async def readiness(app: FastAPI) -> dict[str, bool]:
 
 def build_management_app(app: FastAPI) -> FastAPI:
     """Plain-HTTP app on its own port: /healthz, /readyz, /metrics and nothing else."""
-    management = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
+    management = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     @management.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -69,10 +74,10 @@ def build_management_app(app: FastAPI) -> FastAPI:
     @management.get("/readyz")
     async def readyz() -> Response:
         if not getattr(app.state, "started", False):
-            return ORJSONResponse({"status": "starting"}, status_code=503)
+            return json_response({"status": "starting"}, status_code=503)
         checks = await readiness(app)
         ready = all(checks.values())
-        return ORJSONResponse({"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503)
+        return json_response({"status": "ready" if ready else "not-ready", "checks": checks}, status_code=200 if ready else 503)
 
     @management.get("/metrics")
     async def metrics() -> Response:
@@ -103,6 +108,6 @@ def mesh_router(app: FastAPI, *callers: str) -> Any:
     async def mesh_ready() -> Response:
         checks = await readiness(app)
         ready = all(checks.values())
-        return ORJSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        return json_response({"ready": ready}, status_code=200 if ready else 503)
 
     return router

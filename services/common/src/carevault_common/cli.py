@@ -10,12 +10,13 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from carevault_common.app import bootstrap, build_management_app
 from carevault_common.db import run_migrations
 from carevault_common.mtls import server_ssl_context
 from carevault_common.server import run
-from carevault_common.settings import DatabaseSettings, ServiceSettings
+from carevault_common.settings import DatabaseSettings, ServiceSettings, migration_settings
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -33,8 +34,9 @@ def service_main(
     commands = ["serve", "migrate"] if migrations_dir is not None else ["serve"]
     parser.add_argument("command", choices=commands)
     args = parser.parse_args(argv)
+    loaded_type: type[BaseSettings] = migration_settings(settings_type) if args.command == "migrate" else settings_type
     try:
-        settings = settings_type()  # type: ignore[call-arg]  # values come from the environment
+        settings = loaded_type()
     except ValidationError as exc:
         # Field names and messages only: values may be secrets.
         for err in exc.errors():
@@ -44,10 +46,10 @@ def service_main(
         assert migrations_dir is not None and isinstance(settings, DatabaseSettings)
         run_migrations(migrations_dir, settings.database_url)
         return 0
+    assert isinstance(settings, settings_type)
     bootstrap(service, settings)
     app = create_app(settings)
-    context = server_ssl_context(
-        settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file, require_client_cert=require_client_cert
-    )
+    cert_file, key_file = settings.server_certificate()
+    context = server_ssl_context(cert_file, key_file, settings.tls_ca_file, require_client_cert=require_client_cert)
     run(app, build_management_app(app), settings, context)
     return 0

@@ -31,7 +31,7 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -47,7 +47,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

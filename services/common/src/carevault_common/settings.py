@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,19 +48,48 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"{name}: no such file: {path}")
         return self
 
+    def server_certificate(self) -> tuple[Path, Path]:
+        """The certificate and key this service presents to its clients."""
+        return self.tls_cert_file, self.tls_key_file
+
     @property
     def is_production_like(self) -> bool:
         return self.environment in (Environment.PREPROD, Environment.PROD)
 
 
+def read_secret_file(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip()
+
+
 class DatabaseSettings(BaseSettings):
-    """Mixed into the settings of every service that owns a database."""
+    """Mixed into the settings of every service that owns a database.
 
-    database_url: str
+    The URL comes inline (local runs) or from a file (``DATABASE_URL_FILE``: a
+    mounted Secret in Kubernetes, since it carries a password). A plain
+    ``postgresql://`` URL, as CloudNativePG writes it, is taken as asyncpg.
+    """
 
-    @field_validator("database_url")
-    @classmethod
-    def _supported_driver(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("database_url must use sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return value
+    database_url: str = ""
+    database_url_file: Path | None = None
+    # Per process. Three replicas of four services share one PostgreSQL (100
+    # connections by default): 3 x 4 x (5 + 5) stays below it.
+    database_pool_size: int = 5
+    database_max_overflow: int = 5
+
+    @model_validator(mode="after")
+    def _resolve_url(self) -> DatabaseSettings:
+        url = read_secret_file(self.database_url_file) if self.database_url_file is not None else self.database_url
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                url = "postgresql+asyncpg://" + url.removeprefix(plain)
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("database_url must use sqlite+aiosqlite:// or postgresql(+asyncpg)://")
+        object.__setattr__(self, "database_url", url)
+        return self
+
+
+def migration_settings(service_settings: type[BaseSettings]) -> type[DatabaseSettings]:
+    """Settings for ``migrate``: the database only. A migration Job runs before the
+    service's certificates and ports exist (Helm pre-install hook)."""
+    config = SettingsConfigDict(env_prefix=service_settings.model_config.get("env_prefix", ""), extra="ignore", frozen=True)
+    return type("MigrationSettings", (DatabaseSettings,), {"model_config": config})

@@ -11,7 +11,8 @@ mode choice, versioned blobs, one :class:`DecryptionError` for every failure.
                index, file-key wrapping)
 * streaming:   :class:`StreamingEncryptor`, :class:`StreamingDecryptor`,
                :class:`RandomAccessDecryptor`, :func:`segments_for_range`, sizes
-* escrow:      ``escrow.py`` (HPKE for the hosting doctor) lives in this package too.
+* escrow:      :mod:`carevault_crypto.escrow` (HPKE for the hosting doctor), imported
+               as that module; nothing of it is re-exported here.
 
 See services/crypto/README.md for the key hierarchy and the blob formats.
 """

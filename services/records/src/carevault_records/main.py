@@ -5,24 +5,33 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
+from carevault_records.fhir.outcome import FhirError
+from carevault_records.keys.router import router as keys_router
+from carevault_records.keys.service import PatientKeys
+from carevault_records.resources.router import router as resources_router
+from carevault_records.resources.service import ResourceService
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
         await keyservice.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.keyservice = keyservice
+        app.state.resources = ResourceService(PatientKeys(keyservice))
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
@@ -35,4 +44,12 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("records", lifespan, openapi_url=None)
     app.state.settings = settings
     app.include_router(mesh_router(app, "api"))
+    app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
+    app.include_router(resources_router)
+    app.add_exception_handler(FhirError, _fhir_error)
     return app
+
+
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    return Response(orjson.dumps(exc.outcome), status_code=exc.status, media_type=FHIR_MEDIA_TYPE)

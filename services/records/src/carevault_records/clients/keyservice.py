@@ -1,9 +1,40 @@
-"""records' typed client for keyservice (escrow endpoints only)."""
+"""records' typed client for keyservice: escrow of patient keys, nothing else."""
 
 from __future__ import annotations
 
+import time
+
 from carevault_common.clients import ServiceClient
+from carevault_common.errors import ServiceUnavailable
+from carevault_crypto import PatientKey
+from carevault_crypto.export import patient_key_to_header
+
+# How long records trusts its view of the active hosting-doctor keys before asking again.
+KEYSET_TTL_SECONDS = 30.0
 
 
 class KeyserviceClient(ServiceClient):
-    pass
+    _keyset: str = ""
+    _keyset_at: float = 0.0
+
+    async def escrow(self, *, tenant: str, patient_id: str, key_version: int, key: PatientKey) -> str:
+        """Seal the key to every active doctor key (idempotent); returns the keyset id."""
+        resp = await self.request(
+            "POST",
+            "/escrow/patients",
+            json={"tenant": tenant, "patient_id": patient_id, "key_version": key_version, "patient_key": patient_key_to_header(key)},
+        )
+        if not resp.ok:
+            raise ServiceUnavailable("Key escrow failed; nothing was written.")
+        keyset: str = resp.json()["keyset"]
+        self._keyset, self._keyset_at = keyset, time.monotonic()
+        return keyset
+
+    async def current_keyset(self) -> str:
+        if self._keyset and time.monotonic() - self._keyset_at < KEYSET_TTL_SECONDS:
+            return self._keyset
+        resp = await self.request("GET", "/escrow/keyset")
+        if not resp.ok:
+            raise ServiceUnavailable("keyservice did not answer.")
+        self._keyset, self._keyset_at = resp.json()["keyset"], time.monotonic()
+        return self._keyset

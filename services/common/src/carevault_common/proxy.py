@@ -1,4 +1,5 @@
-"""The streaming reverse proxy to api.
+"""Forward a request to a peer service and relay its answer (gateway → api,
+api → records/fileservice).
 
 Small bodies (the common case: FHIR JSON) are read whole, which is cheaper
 than chunked streaming; large ones (files) stream both ways in bounded memory
@@ -34,17 +35,17 @@ HOP_BY_HOP = frozenset(
 INTERNAL_PREFIX = "x-carevault-"
 
 
-def forwarded_headers(request: Request) -> dict[str, str]:
-    headers = {
+def forwarded_headers(request: Request, allowed: frozenset[str] | None = None) -> dict[str, str]:
+    """The client's end-to-end headers, minus what only the mesh may set
+    (and, with ``allowed``, only those named)."""
+    return {
         k: v
         for k, v in request.headers.items()
-        if k not in HOP_BY_HOP and not k.startswith(INTERNAL_PREFIX) and k not in ("traceparent", "tracestate", "x-request-id")
+        if k not in HOP_BY_HOP
+        and not k.startswith(INTERNAL_PREFIX)
+        and k not in ("traceparent", "tracestate", "x-request-id")
+        and (allowed is None or k in allowed)
     }
-    if request.client is not None:
-        headers["x-forwarded-for"] = request.client.host
-    headers["x-forwarded-proto"] = "https"
-    headers["x-forwarded-host"] = request.headers.get("host", "")
-    return headers
 
 
 async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
@@ -61,7 +62,7 @@ def _response_headers(upstream_headers: object) -> dict[str, str]:
     return {k: v for k, v in items if k.lower() not in HOP_BY_HOP}
 
 
-async def forward(request: Request, api: ServiceClient, max_body_bytes: int) -> Response:
+async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, headers: dict[str, str], path: str | None = None) -> Response:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -75,17 +76,17 @@ async def forward(request: Request, api: ServiceClient, max_body_bytes: int) -> 
         body = None
     else:
         body = _limited_stream(request, max_body_bytes)
-    upstream = await api.open(
-        request.method, request.url.path, body=body, headers=forwarded_headers(request), params=list(request.query_params.multi_items())
+    upstream = await peer.open(
+        request.method, path or request.url.path, body=body, headers=headers, params=list(request.query_params.multi_items())
     )
-    headers = _response_headers(upstream.headers)
+    response_headers = _response_headers(upstream.headers)
     length = upstream.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
         try:
             content = await upstream.read()
         finally:
             upstream.release()
-        return Response(content, status_code=upstream.status, headers=headers)
+        return Response(content, status_code=upstream.status, headers=response_headers)
 
     async def relay() -> AsyncIterator[bytes]:
         try:
@@ -94,4 +95,4 @@ async def forward(request: Request, api: ServiceClient, max_body_bytes: int) -> 
         finally:
             upstream.release()
 
-    return StreamingResponse(relay(), status_code=upstream.status, headers=headers)
+    return StreamingResponse(relay(), status_code=upstream.status, headers=response_headers)

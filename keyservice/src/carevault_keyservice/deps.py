@@ -1,0 +1,21 @@
+"""Dependencies of the keyservice routes (Annotated aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carevault_common.db import session_scope
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+# scope="function": commit before the response leaves, so a 2xx means the write is durable
+# (the default scope would commit after the response is sent).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

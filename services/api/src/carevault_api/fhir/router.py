@@ -1,0 +1,27 @@
+"""The FHIR API as seen from outside: authenticate, then hand the request to records."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from carevault_api.deps import PrincipalDep
+from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
+from carevault_common.proxy import forward, forwarded_headers
+
+router = APIRouter(prefix="/fhir")
+
+FHIR_METHODS = ["GET", "POST", "PUT", "DELETE"]
+MAX_FHIR_BODY = 32 * 1024 * 1024
+
+
+@router.get("/metadata")
+async def capability_statement(request: Request) -> Response:
+    """Public, as FHIR clients expect: it says what the server supports, nothing more."""
+    return await forward(request, request.app.state.records, 0, forwarded_headers(request, frozenset({"accept"})))
+
+
+@router.api_route("/{path:path}", methods=FHIR_METHODS)
+async def fhir(request: Request, path: str, principal: PrincipalDep) -> Response:
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
+    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)

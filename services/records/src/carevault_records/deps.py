@@ -1,0 +1,62 @@
+"""Dependencies of the records routes (Annotated aliases)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carevault_common.db import session_scope
+from carevault_common.errors import Unauthorized
+from carevault_crypto import InvalidKeyFormat, PatientKey
+from carevault_records.errors import InvalidPatientKey
+from carevault_records.resources.service import ResourceService
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks, as established by api (the only service allowed to call records)."""
+
+    tenant: str
+    principal: str
+    base_url: str
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with session_scope(request.app.state.sessions) as session:
+        yield session
+
+
+def get_caller(
+    x_carevault_tenant: Annotated[str | None, Header()] = None,
+    x_carevault_principal: Annotated[str | None, Header()] = None,
+    x_carevault_base_url: Annotated[str | None, Header()] = None,
+) -> Caller:
+    if not x_carevault_tenant or not x_carevault_principal:
+        raise Unauthorized("The caller's tenant and principal are missing.")
+    return Caller(x_carevault_tenant, x_carevault_principal, (x_carevault_base_url or "/fhir").rstrip("/"))
+
+
+def get_patient_key(x_patient_key: Annotated[str | None, Header()] = None) -> PatientKey | None:
+    if x_patient_key is None:
+        return None
+    try:
+        return PatientKey.from_header(x_patient_key)
+    except InvalidKeyFormat:
+        raise InvalidPatientKey() from None
+
+
+def get_resources(request: Request) -> ResourceService:
+    service: ResourceService = request.app.state.resources
+    return service
+
+
+# scope="function": commit before the response leaves, so a 2xx means the write is durable
+# (the default scope would commit after the response is sent).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+PatientKeyDep = Annotated[PatientKey | None, Depends(get_patient_key)]
+ResourcesDep = Annotated[ResourceService, Depends(get_resources)]

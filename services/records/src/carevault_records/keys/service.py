@@ -1,0 +1,79 @@
+"""Patient keys: register, check, unlock, rotate, and keep them escrowed.
+
+The client's key never reaches a table: only its verifier and the per-patient
+keyring wrapped under it are stored. Every check happens before any decryption.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carevault_crypto import DecryptionError, PatientContext, PatientKey, PatientKeyring, create_verifier, verify_patient_key
+from carevault_records.clients.keyservice import KeyserviceClient
+from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure, UnknownPatient, WrongPatientKey
+from carevault_records.keys import repository
+
+logger = logging.getLogger("carevault.records.keys")
+
+
+class PatientKeys:
+    def __init__(self, keyservice: KeyserviceClient) -> None:
+        self.keyservice = keyservice
+
+    async def register(self, session: AsyncSession, tenant: str, patient_id: str, key: PatientKey) -> PatientKeyring:
+        """First use of a key: verifier, keyring, escrow. Escrow failing fails the
+        whole request (503) before the transaction commits, so nothing is written."""
+        context = PatientContext(tenant, patient_id)
+        keyring, wrapped = PatientKeyring.create(key, context)
+        keyset = await self.keyservice.escrow(tenant=tenant, patient_id=patient_id, key_version=1, key=key)
+        await repository.insert_patient(
+            session,
+            tenant=tenant,
+            patient_id=patient_id,
+            verifier=create_verifier(key, context),
+            wrapped_keyring=wrapped,
+            escrow_keyset=keyset,
+            now=datetime.now(UTC),
+        )
+        return keyring
+
+    async def unlock(self, session: AsyncSession, tenant: str, patient_id: str, key: PatientKey) -> PatientKeyring:
+        patient = await repository.get_patient(session, tenant, patient_id)
+        if patient is None:
+            raise UnknownPatient()
+        context = PatientContext(tenant, patient_id)
+        if not verify_patient_key(key, context, patient.verifier):
+            raise WrongPatientKey()
+        try:
+            keyring = PatientKeyring.open(key, context, patient.wrapped_keyring)
+        except DecryptionError:
+            INTEGRITY_FAILURES.labels("Patient").inc()
+            logger.error("integrity failure", extra={"event": "integrity-failure", "object": "patient-keyring"})
+            raise IntegrityFailure() from None
+        # A hosting-doctor key added since this key was escrowed: escrow to it now.
+        current = await self.keyservice.current_keyset()
+        if patient.escrow_keyset != current:
+            keyset = await self.keyservice.escrow(tenant=tenant, patient_id=patient_id, key_version=patient.key_version, key=key)
+            await repository.set_escrow_keyset(session, tenant, patient_id, patient.key_version, keyset)
+        return keyring
+
+    async def rotate(self, session: AsyncSession, tenant: str, patient_id: str, old: PatientKey, new: PatientKey) -> int:
+        """Rewrap the keyring under the new key, escrow it, replace the verifier:
+        bodies are not re-encrypted. Returns the new key version."""
+        keyring = await self.unlock(session, tenant, patient_id, old)
+        patient = await repository.get_patient(session, tenant, patient_id)
+        assert patient is not None
+        context = PatientContext(tenant, patient_id)
+        keyset = await self.keyservice.escrow(tenant=tenant, patient_id=patient_id, key_version=patient.key_version + 1, key=new)
+        await repository.replace_key(
+            session,
+            patient,
+            verifier=create_verifier(new, context),
+            wrapped_keyring=keyring.rewrap(new),
+            escrow_keyset=keyset,
+            now=datetime.now(UTC),
+        )
+        return patient.key_version + 1

@@ -1,0 +1,135 @@
+"""FHIR REST routes of records (called by api only). Thin: parse, call the service, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import Response
+
+from carevault_common.errors import FHIR_MEDIA_TYPE, ProblemError
+from carevault_common.mtls import require_callers
+from carevault_records.deps import CallerDep, PatientKeyDep, ResourcesDep, SessionDep
+from carevault_records.idempotency import service as idempotency
+from carevault_records.resources.service import Written
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))])
+
+MAX_JSON_BYTES = 32 * 1024 * 1024
+
+
+def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=FHIR_MEDIA_TYPE, headers=headers)
+
+
+def written_response(written: Written, status: int) -> Response:
+    headers = {"etag": written.etag, "last-modified": written.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT")}
+    if status == 201:
+        headers["location"] = written.location
+    return fhir_response(written.resource, status, headers)
+
+
+async def read_json(request: Request) -> tuple[Any, bytes]:
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise ProblemError("The resource is too large.", status=413, code="payload-too-large")
+    try:
+        return orjson.loads(body), body
+    except orjson.JSONDecodeError:
+        raise ProblemError("The body is not valid JSON.", code="invalid-json") from None
+
+
+@router.post("/{resource_type}")
+async def create(
+    resource_type: str,
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    key: PatientKeyDep,
+    resources: ResourcesDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Response:
+    resource, raw = await read_json(request)
+    if idempotency_key is not None:
+        fingerprint = idempotency.request_hash(caller.tenant, idempotency.check_key(idempotency_key), "POST", request.url.path, raw)
+        replay = await idempotency.find_replay(session, caller.tenant, idempotency_key, fingerprint)
+        if replay is not None:
+            first = replay.response
+            written = await resources.vread(session, caller.tenant, first["type"], first["id"], first["version"], key)
+            return written_response(written, replay.status)
+    written = await resources.create(session, caller.tenant, resource_type, resource, key)
+    if idempotency_key is not None:
+        reference = {"type": resource_type, "id": written.resource["id"], "version": written.version_id}
+        await idempotency.remember(session, caller.tenant, idempotency_key, fingerprint, 201, reference)
+    return written_response(written, 201)
+
+
+@router.get("/{resource_type}")
+async def search(
+    resource_type: str,
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    key: PatientKeyDep,
+    resources: ResourcesDep,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    lenient = prefer is not None and "handling=lenient" in prefer
+    bundle = await resources.search(
+        session, caller.tenant, resource_type, list(request.query_params.multi_items()), key, caller.base_url, lenient=lenient
+    )
+    return fhir_response(bundle)
+
+
+@router.get("/{resource_type}/{resource_id}")
+async def read(
+    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
+) -> Response:
+    return written_response(await resources.read(session, caller.tenant, resource_type, resource_id, key), 200)
+
+
+@router.put("/{resource_type}/{resource_id}")
+async def update(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    key: PatientKeyDep,
+    resources: ResourcesDep,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    resource, _ = await read_json(request)
+    written = await resources.update(session, caller.tenant, resource_type, resource_id, resource, key, if_match)
+    return written_response(written, 200)
+
+
+@router.delete("/{resource_type}/{resource_id}")
+async def delete(
+    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
+) -> Response:
+    await resources.delete(session, caller.tenant, resource_type, resource_id, key)
+    return Response(status_code=204)
+
+
+@router.get("/{resource_type}/{resource_id}/_history")
+async def history(
+    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
+) -> Response:
+    return fhir_response(await resources.history(session, caller.tenant, resource_type, resource_id, key, caller.base_url))
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}")
+async def vread(
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    session: SessionDep,
+    caller: CallerDep,
+    key: PatientKeyDep,
+    resources: ResourcesDep,
+) -> Response:
+    if not version_id.isdigit():
+        raise ProblemError("Version ids are numbers.", status=404, code="not-found", title="Not found")
+    return written_response(await resources.vread(session, caller.tenant, resource_type, resource_id, int(version_id), key), 200)

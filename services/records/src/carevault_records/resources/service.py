@@ -1,0 +1,298 @@
+"""FHIR resource interactions: create, read, vread, update, delete, history, search.
+
+Every interaction on patient data unlocks that patient's keyring first, which
+checks the key against the stored verifier before anything is decrypted.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from carevault_common.errors import NotFound, ProblemError
+from carevault_crypto import PatientKey, PatientKeyring
+from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
+from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
+from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
+from carevault_records.fhir.validation import validate_resource
+from carevault_records.keys.service import PatientKeys
+from carevault_records.resources import codec, repository
+from carevault_records.resources.repository import Head, StoredVersion
+
+DIRECTORY_PATIENT = ""  # the patient_id of directory search tokens
+HISTORY_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A stored version as the client sees it."""
+
+    resource: dict[str, Any]
+    version_id: int
+    last_updated: datetime
+
+    @property
+    def location(self) -> str:
+        return f"{self.resource['resourceType']}/{self.resource['id']}/_history/{self.version_id}"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def parse_etag(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise ProblemError('If-Match must be a version ETag such as W/"3".', code="invalid-if-match")
+    return int(text)
+
+
+class ResourceService:
+    def __init__(self, keys: PatientKeys) -> None:
+        self.keys = keys
+
+    async def keyring_for(
+        self, session: AsyncSession, tenant: str, resource_type: str, patient_id: str | None, key: PatientKey | None
+    ) -> PatientKeyring | None:
+        if not is_patient_data(resource_type):
+            return None
+        if key is None:
+            raise PatientKeyRequired()
+        if patient_id is None:
+            raise UnknownPatient()
+        return await self.keys.unlock(session, tenant, patient_id, key)
+
+    # -- writes -----------------------------------------------------------------
+
+    async def create(self, session: AsyncSession, tenant: str, resource_type: str, resource: Any, key: PatientKey | None) -> Written:
+        validate_resource(resource, expected_type=resource_type)
+        resource = {**resource, "id": new_id()}
+        return await self.store_new(session, tenant, resource, key, datetime.now(UTC))
+
+    async def store_new(
+        self, session: AsyncSession, tenant: str, resource: dict[str, Any], key: PatientKey | None, now: datetime
+    ) -> Written:
+        """Store a validated resource with a server-assigned id as version 1."""
+        resource_type = resource["resourceType"]
+        keyring: PatientKeyring | None = None
+        patient_id: str | None = None
+        if resource_type == "Patient":
+            if key is None:
+                raise PatientKeyRequired()
+            patient_id = resource["id"]
+            keyring = await self.keys.register(session, tenant, resource["id"], key)
+        elif is_patient_data(resource_type):
+            patient_id = require_patient(resource)
+            keyring = await self.keyring_for(session, tenant, resource_type, patient_id, key)
+        version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
+        await repository.insert_versions(session, tenant, [version])
+        await repository.insert_tokens(
+            session, tenant, [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
+        )
+        return Written(codec.with_server_meta(resource, 1, now), 1, now)
+
+    async def update(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        resource_type: str,
+        resource_id: str,
+        resource: Any,
+        key: PatientKey | None,
+        if_match: str | None,
+    ) -> Written:
+        validate_resource(resource, expected_type=resource_type)
+        if resource.get("id") != resource_id:
+            raise ProblemError("The resource id must equal the id in the URL.", code="id-mismatch")
+        head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
+        if head is None:
+            raise NotFound(f"{resource_type}/{resource_id} does not exist; create it with POST (ids are assigned by the server).")
+        expected = parse_etag(if_match)
+        if expected is not None and expected != head.version_id:
+            raise VersionConflict(f"Current version is {head.version_id}.")
+        if is_patient_data(resource_type) and resource_type != "Patient" and patient_of(resource) != head.patient_id:
+            raise ProblemError("A resource cannot move to another patient.", status=422, code="patient-change")
+        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        now = datetime.now(UTC)
+        version_id = head.version_id + 1
+        version, tokens = codec.encode_version(
+            tenant, resource, version_id=version_id, patient_id=head.patient_id, keyring=keyring, now=now
+        )
+        await repository.insert_versions(session, tenant, [version])
+        await repository.replace_tokens(session, tenant, resource_type, resource_id, tokens, head.patient_id or DIRECTORY_PATIENT)
+        return Written(codec.with_server_meta(resource, version_id, now), version_id, now)
+
+    async def delete(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None) -> None:
+        head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
+        if head is None:
+            raise NotFound(f"{resource_type}/{resource_id} does not exist.")
+        if head.deleted:
+            return  # deleting twice changes nothing (FHIR: idempotent)
+        await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        now = datetime.now(UTC)
+        await repository.insert_versions(
+            session, tenant, [codec.deletion(resource_type, resource_id, head.version_id + 1, head.patient_id, now)]
+        )
+        await repository.replace_tokens(session, tenant, resource_type, resource_id, [], head.patient_id or DIRECTORY_PATIENT)
+
+    # -- reads ------------------------------------------------------------------
+
+    async def _head(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str) -> Head:
+        head = await repository.get_head(session, tenant, resource_type, resource_id)
+        if head is None:
+            raise NotFound(f"{resource_type}/{resource_id} does not exist.")
+        return head
+
+    async def read(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None) -> Written:
+        head = await self._head(session, tenant, resource_type, resource_id)
+        if head.deleted:
+            raise ResourceGone(f"{resource_type}/{resource_id} was deleted.")
+        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        stored = await repository.get_version(session, tenant, resource_type, resource_id, head.version_id)
+        assert stored is not None
+        return Written(codec.decode_version(tenant, stored, keyring), stored.version_id, stored.last_updated)
+
+    async def vread(
+        self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, version_id: int, key: PatientKey | None
+    ) -> Written:
+        head = await self._head(session, tenant, resource_type, resource_id)
+        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        stored = await repository.get_version(session, tenant, resource_type, resource_id, version_id)
+        if stored is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}.")
+        if stored.deleted:
+            raise ResourceGone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion.")
+        return Written(codec.decode_version(tenant, stored, keyring), stored.version_id, stored.last_updated)
+
+    async def history(
+        self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None, base: str
+    ) -> dict[str, Any]:
+        head = await self._head(session, tenant, resource_type, resource_id)
+        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        versions = await repository.history(session, tenant, resource_type, resource_id, HISTORY_LIMIT)
+        entries = [_history_entry(tenant, v, keyring, base) for v in versions]
+        return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+    async def search(
+        self,
+        session: AsyncSession,
+        tenant: str,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        key: PatientKey | None,
+        base: str,
+        *,
+        lenient: bool,
+    ) -> dict[str, Any]:
+        query = parse_search_query(resource_type, params, lenient=lenient)
+        patient_data = is_patient_data(resource_type)
+        keyring: PatientKeyring | None = None
+        token_patient = DIRECTORY_PATIENT
+        if patient_data and query.patient_id is not None:
+            keyring = await self.keyring_for(session, tenant, resource_type, query.patient_id, key)
+            token_patient = query.patient_id
+        ids: set[str] | None = set(query.ids) if query.ids else None
+        if query.clauses:
+            required = [
+                (clause.param, [keyring.blind_index(t.param, t.value) if keyring else t.value for t in clause.terms])
+                for clause in query.clauses
+            ]
+            found = await repository.find_by_tokens(session, tenant, resource_type, token_patient, required)
+            ids = found if ids is None else ids & (found or set())
+        descending = query.sort.startswith("-")
+        heads = await repository.list_heads(
+            session,
+            tenant,
+            resource_type,
+            patient_id=query.patient_id if patient_data and resource_type != "Patient" else None,
+            ids=ids,
+            updated_bounds=_bounds(query),
+            descending=descending,
+            after=_decode_cursor(query.cursor),
+            limit=query.count + 1,
+        )
+        page, more = heads[: query.count], len(heads) > query.count
+        if patient_data and keyring is None:
+            # No patient key: server metadata only, never content.
+            entries = [_metadata_entry(h, base) for h in page]
+        else:
+            stored = await repository.get_current_versions(session, tenant, [(h.resource_type, h.id) for h in page])
+            entries = [_search_entry(codec.decode_version(tenant, s, keyring), base) for s in stored]
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+        self_params = [(k, v) for k, v in params if k != CURSOR_PARAM]
+        links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(self_params)}"}]
+        if more:
+            cursor = _encode_cursor(page[-1])
+            links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode([*self_params, (CURSOR_PARAM, cursor)])}"})
+        bundle["link"] = links
+        if query.ignored:
+            bundle["meta"] = {
+                "tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(query.ignored)}]
+            }
+        return bundle
+
+
+def _bounds(query: SearchQuery) -> list[tuple[str, datetime]]:
+    bounds: list[tuple[str, datetime]] = []
+    if query.last_updated is not None:
+        if query.last_updated.start is not None:
+            bounds.append(("ge", query.last_updated.start))
+        if query.last_updated.end is not None:
+            bounds.append(("lt", query.last_updated.end))
+    return bounds
+
+
+def _encode_cursor(head: Head) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([head.last_updated.isoformat(), head.id])).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if not cursor:
+        return None
+    try:
+        stamp, resource_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(stamp), str(resource_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise ProblemError("The page cursor is not valid.", code="invalid-cursor") from None
+
+
+def _search_entry(resource: dict[str, Any], base: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource, "search": {"mode": "match"}}
+
+
+def _metadata_entry(head: Head, base: str) -> dict[str, Any]:
+    meta = {"versionId": str(head.version_id), "lastUpdated": head.last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+    resource = {"resourceType": head.resource_type, "id": head.id, "meta": meta}
+    return _search_entry(resource, base)
+
+
+def _history_entry(tenant: str, version: StoredVersion, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
+    url = f"{version.resource_type}/{version.id}"
+    stamp = version.last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if version.deleted:
+        return {
+            "fullUrl": f"{base}/{url}",
+            "request": {"method": "DELETE", "url": url},
+            "response": {"status": "204", "lastModified": stamp},
+        }
+    resource = codec.decode_version(tenant, version, keyring)
+    method = "POST" if version.version_id == 1 else "PUT"
+    return {
+        "fullUrl": f"{base}/{url}",
+        "resource": resource,
+        "request": {"method": method, "url": url if method == "PUT" else version.resource_type},
+        "response": {"status": "201" if method == "POST" else "200", "etag": f'W/"{version.version_id}"', "lastModified": stamp},
+    }

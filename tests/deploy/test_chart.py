@@ -1,0 +1,170 @@
+"""helm lint and helm template for every values file; the values schema and the
+validateValues helper refuse what they should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from deploy_helpers import CHART, HERE, REPO, VALUE_SETS, helm, render, template_args
+
+
+def test_values_schema_is_generated_from_its_source() -> None:
+    result = subprocess.run([sys.executable, str(HERE / "gen_values_schema.py"), "--check"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_strict(name: str) -> None:
+    args = ["lint", "--strict", str(CHART), "--namespace", "carevault"]
+    for f in VALUE_SETS[name]:
+        args += ["-f", str(REPO / f)]
+    result = helm(*args, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ERROR]" not in result.stdout and "[WARNING]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_template_renders(name: str) -> None:
+    r = render(name)
+    kinds = {d["kind"] for d in r.docs}
+    assert {"Deployment", "Service", "NetworkPolicy", "ConfigMap", "ServiceAccount"} <= kinds
+    for doc in r.docs:
+        assert doc["metadata"].get("namespace") == "carevault" or doc["kind"] in {"ClusterRole"}, doc["metadata"]
+
+
+def _template_fails(*extra: str) -> str:
+    result = helm(*template_args([], *extra), check=False)
+    assert result.returncode != 0, "helm template should have failed"
+    return result.stderr
+
+
+def test_schema_rejects_an_unknown_key() -> None:
+    stderr = _template_fails("--set", "records.replicaCont=3")
+    assert "replicaCont" in stderr and "not allowed" in stderr, stderr
+
+
+def test_schema_rejects_an_unknown_top_level_key() -> None:
+    stderr = _template_fails("--set", "secrets.dbPassword=hunter2")
+    assert "secrets" in stderr, stderr
+
+
+def test_schema_rejects_a_wrong_type() -> None:
+    stderr = _template_fails("--set-string", "api.replicaCount=three")
+    assert "replicaCount" in stderr and "want integer" in stderr, stderr
+
+
+def test_schema_rejects_a_bad_enum() -> None:
+    stderr = _template_fails("--set", "global.environment=production")
+    assert "environment" in stderr, stderr
+
+
+def _prod(*extra: str) -> subprocess.CompletedProcess[str]:
+    return helm(*template_args(VALUE_SETS["prod"], *extra), check=False)
+
+
+def test_validate_values_refuses_one_replica_in_prod() -> None:
+    result = _prod("--set", "records.replicaCount=1", "--set", "autoscaling.enabled=false")
+    assert result.returncode != 0
+    assert "records.replicaCount is 1" in result.stderr, result.stderr
+
+
+def test_validate_values_refuses_low_autoscaling_minimum_in_prod() -> None:
+    result = _prod("--set", "api.autoscaling.minReplicas=1")
+    assert result.returncode != 0
+    assert "api.autoscaling.minReplicas is 1" in result.stderr, result.stderr
+
+
+def test_validate_values_refuses_images_without_digest_in_prod() -> None:
+    result = helm(*template_args(["charts/carevault/values-prod.yaml"]), check=False)
+    assert result.returncode != 0
+    assert "image.digest is empty" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("observability.otlpEndpoint=https://user:secret@otel.example:4318", "carries a password"),
+        ("fileservice.storage.s3.endpoint=https://AKIA:secret@s3.example", "carries a password"),
+        ("gateway.image.tag=latest", "image.tag is latest"),
+        ("certManager.issuer.create=true", "not a production CA"),
+        ("database.cnpg.instances=1", "prod needs 3"),
+        ("global.environmentBanner.enabled=true", "for preprod, not prod"),
+        ("networkPolicy.enabled=false", "networkPolicy.enabled is false"),
+    ],
+)
+def test_validate_values_refuses_unsafe_prod_combinations(flag: str, message: str) -> None:
+    result = _prod("--set", flag)
+    assert result.returncode != 0, f"{flag} was accepted"
+    assert message in result.stderr, result.stderr
+
+
+def test_validate_values_refuses_empty_egress_lists() -> None:
+    # an empty `to:` would allow every destination: refused, not rendered
+    result = helm(*template_args([], "--set", "database.cnpg.enabled=false"), check=False)
+    assert result.returncode != 0
+    assert "database.external.cidrs is empty" in result.stderr
+
+
+def test_validate_values_refuses_rwo_volume_with_replicas() -> None:
+    result = helm(*template_args([], "--set", "fileservice.storage.pvc.accessMode=ReadWriteOnce"), check=False)
+    assert result.returncode != 0
+    assert "ReadWriteOnce" in result.stderr
+
+
+def test_preprod_has_banner_and_environment_header() -> None:
+    r = render("preprod")
+    for svc in ("gateway", "api"):
+        data = r.named("ConfigMap", f"cv-carevault-{svc}")["data"]
+        prefix = svc.upper()
+        assert data[f"{prefix}_ENVIRONMENT"] == "preprod"
+        assert data[f"{prefix}_ENVIRONMENT_BANNER"] == "red"
+        assert data[f"{prefix}_ENVIRONMENT_HEADER"] == "X-Carevault-Environment"
+    prod = render("prod")
+    assert "GATEWAY_ENVIRONMENT_BANNER" not in prod.named("ConfigMap", "cv-carevault-gateway")["data"]
+
+
+def test_migration_jobs_are_hooks_for_each_database_owner() -> None:
+    for name in ("prod", "default"):
+        jobs = {j["metadata"]["name"]: j for j in render(name).of_kind("Job")}
+        assert set(jobs) == {f"cv-carevault-{s}-migrate" for s in ("api", "records", "keyservice", "fileservice")}
+        for job in jobs.values():
+            hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+            assert "pre-upgrade" in hooks
+            assert hooks & {"pre-install", "post-install"}
+            assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    external = helm(
+        *template_args(VALUE_SETS["prod"], "--set", "database.cnpg.enabled=false", "--set", "database.external.cidrs={10.9.0.0/24}")
+    )
+    assert "helm.sh/hook: pre-install,pre-upgrade" in external.stdout
+
+
+def test_secrets_are_files_never_env() -> None:
+    for name in VALUE_SETS:
+        r = render(name)
+        assert not r.of_kind("Secret"), "the chart must not create Secrets: existingSecret only"
+        for cm in r.of_kind("ConfigMap"):
+            for key in cm.get("data") or {}:
+                assert not any(word in key for word in ("PASSWORD", "SECRET_KEY", "TOKEN")) or key.endswith("_FILE"), key
+        for doc in r.of_kind("Deployment") + r.of_kind("Job"):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                for env in c.get("env", []):
+                    assert "valueFrom" not in env or "secretKeyRef" not in env["valueFrom"], (doc["metadata"]["name"], env)
+
+
+def test_certificates_carry_the_spiffe_identity() -> None:
+    r = render("prod")
+    certs = {c["metadata"]["name"]: c for c in r.of_kind("Certificate")}
+    for svc in ("gateway", "api", "records", "keyservice", "fileservice"):
+        spec = certs[f"cv-carevault-{svc}"]["spec"]
+        assert spec["uris"] == [f"spiffe://carevault/{svc}"]
+        assert {"server auth", "client auth"} <= set(spec["usages"])
+        assert spec["issuerRef"] == {"name": "carevault-mesh-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+def test_config_change_rolls_pods() -> None:
+    base = render("preprod").named("Deployment", "cv-carevault-api")
+    changed = helm(*template_args(VALUE_SETS["preprod"], "--set", "global.logLevel=DEBUG", "-s", "templates/api/deployment.yaml")).stdout
+    old = base["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert old and old not in changed

@@ -107,8 +107,12 @@ class RunningMesh:
         """A FHIR client of the gateway with the development bearer token."""
         headers = {"authorization": f"Bearer {self.dev_token}", "accept": "application/fhir+json"}
         return httpx.AsyncClient(
-            base_url=self.layout.gateway_url + "/fhir", verify=self.ssl_context(), timeout=60, headers=headers, **kwargs
-        )  # type: ignore[arg-type]
+            base_url=self.layout.gateway_url + "/fhir",
+            verify=self.ssl_context(),
+            timeout=60,
+            headers=headers,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     async def db_execute(self, service: str, sql: str, *args: object) -> list[tuple[object, ...]]:
         """Run SQL directly against a service's database (for tamper and scan tests)."""

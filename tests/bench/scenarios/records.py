@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from carevault_records.fhir.bundle_convert import collection_as_transaction, conditional_directory_creates
 from tests.bench.fhir import FHIR_JSON, created_id, dumps, new_marker, observation, patient, patient_key
 from tests.bench.framework import BASELINE, RECORDS, BenchContext, Goal, Measured, Reply, Skip, Workload, scenario
 from tests.bench.loadgen import Endpoint, Operation, percentile
@@ -208,28 +209,29 @@ async def medplum_mix(ctx: BenchContext) -> Workload:
 @dataclass
 class Bundle:
     name: str
+    kind: str
     body: bytes
     resources: int
 
 
-def _as_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
-    """Collection bundles (5 of the dev set) carry no requests: loaded as transactions of
-    plain POSTs, their urn:uuid full URLs kept so that references resolve."""
+def _prepared(bundle: dict[str, Any], patient_bundle: bool) -> dict[str, Any]:
+    """What a loader does before posting, as docs/fhir.md ("Loading the shared data") says:
+    collection bundles become transactions of POSTs (urn:uuid full URLs kept), and
+    directory copies inside patient bundles become conditional creates."""
     if bundle.get("type") == "collection":
-        for entry in bundle.get("entry", []):
-            entry["request"] = {"method": "POST", "url": entry["resource"]["resourceType"]}
-        bundle["type"] = "transaction"
-    return bundle
+        return collection_as_transaction(bundle)
+    return conditional_directory_creates(bundle) if patient_bundle else bundle
 
 
-def _load_bundles(folder: Path, names: list[str] | None = None) -> list[Bundle]:
+def _load_bundles(folder: Path, names: list[str] | None, patient_bundles: bool) -> list[Bundle]:
     bundles = []
     for path in sorted(folder.glob("*.json")):
         if names is not None and path.name not in names:
             continue
-        parsed = _as_transaction(orjson.loads(path.read_bytes()))
-        bundles.append(Bundle(path.name, orjson.dumps(parsed), len(parsed.get("entry", []))))
-    return bundles
+        parsed = _prepared(orjson.loads(path.read_bytes()), patient_bundles)
+        bundles.append(Bundle(path.name, parsed.get("type", ""), orjson.dumps(parsed), len(parsed.get("entry", []))))
+    # Directory: the transactions of plain POSTs before the batches of conditional creates.
+    return sorted(bundles, key=lambda b: (b.kind != "transaction", b.name))
 
 
 def _smoke_selection(data: Path) -> tuple[list[str], list[str]]:
@@ -318,8 +320,8 @@ async def ingest(ctx: BenchContext) -> list[Measured]:
         await ctx.call(ctx.gateway, "POST", "/fhir", body=empty, headers={"content-type": FHIR_JSON, **ctx.auth_headers}), "POST /fhir"
     )
     directory_names, patient_names = _smoke_selection(data) if ctx.smoke else (None, None)
-    directory = _load_bundles(data / "directory", directory_names)
-    patients = _load_bundles(data / "dev", patient_names)
+    directory = _load_bundles(data / "directory", directory_names, False)
+    patients = _load_bundles(data / "dev", patient_names, True)
     budget = 20.0 if ctx.smoke else ctx.ingest_budget
     concurrency = ctx.ingest_concurrency
 

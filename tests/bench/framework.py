@@ -155,6 +155,7 @@ class Scenario:
     goal: Goal | None = None
     # Bound on the scenario function itself (its setup, or all of a self-measuring scenario).
     timeout: float = 120.0
+    unit: str = "req/s"
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -176,6 +177,7 @@ def scenario(
     compare_to: str | Mapping[str, float] | None = None,
     goal: Goal | None = None,
     timeout: float = 120.0,
+    unit: str = "req/s",
 ) -> Callable[[ScenarioFn], ScenarioFn]:
     """Register a scenario under ``name`` (what ``--only`` takes). ``compare_to`` names
     the baseline scenario its req/s is divided by, or maps several to weights for a mix
@@ -184,7 +186,7 @@ def scenario(
     def register(fn: ScenarioFn) -> ScenarioFn:
         if name in REGISTRY:
             raise ValueError(f"scenario {name!r} registered twice")
-        REGISTRY[name] = Scenario(name, group, title, fn, compare_to, goal, timeout)
+        REGISTRY[name] = Scenario(name, group, title, fn, compare_to, goal, timeout, unit)
         return fn
 
     return register
@@ -357,7 +359,7 @@ def _row(sc: Scenario, m: Measured, rates: Mapping[str, float]) -> Row:
 
 def _note_row(sc: Scenario, note: str) -> Row:
     goal = sc.goal or Goal()
-    return Row(sc.group, sc.title, None, "req/s", math.nan, math.nan, None, None, goal.describe("req/s"), None, note)
+    return Row(sc.group, sc.title, None, sc.unit, math.nan, math.nan, None, None, goal.describe(sc.unit), None, note)
 
 
 def select(only: list[str] | None) -> list[Scenario]:

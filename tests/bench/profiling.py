@@ -57,29 +57,47 @@ def _frames(line: str) -> tuple[list[str], int]:
     return frames, int(count)
 
 
-def summarise(out_dir: Path, names: list[str], top: int = 15) -> str:
+def _package(frame: str) -> str:
+    """The top-level package (or stdlib module) a frame's file is in."""
+    location = frame.rpartition(" (")[2].rstrip(")")
+    head = location.split("/", 1)[0]
+    return head.removesuffix(".py") if head else "?"
+
+
+def summarise(out_dir: Path, names: list[str], top: int = 12) -> str:
+    """Per service: self time by package (where the CPU is actually spent), and the
+    project's own functions by time on the stack (which code path pays for it)."""
     lines = [f"# Where the time goes ({out_dir.name})", "", f"py-spy samples at {RATE}/s of each service; idle time is not sampled.", ""]
     for name in names:
         path = out_dir / f"{name}.txt"
         if not path.is_file():
             continue
-        inclusive: Counter[str] = Counter()
-        innermost: Counter[str] = Counter()
+        own: Counter[str] = Counter()
+        packages: Counter[str] = Counter()
         total = 0
         for raw in path.read_text(encoding="utf-8").splitlines():
             if not raw.strip():
                 continue
             frames, count = _frames(raw)
+            if not frames:
+                continue
             total += count
+            packages[_package(frames[-1])] += count
             for frame in set(frames):
-                inclusive[frame] += count
-            if frames:
-                innermost[frames[-1]] += count
-        if total == 0:
+                if _package(frame).startswith("carevault_") and not frame.startswith(("main (", "service_main (", "run (", "serve (")):
+                    own[frame] += count
+        if total < 50:
             continue
-        lines += [f"## {name}: {total} samples", "", "| on the stack | % | innermost | % |", "|---|---:|---|---:|"]
-        incl = [f for f in inclusive.most_common() if not f[0].startswith(("<module>", "run (", "run_forever", "_run_once", "serve ("))]
-        for (frame_i, n_i), (frame_s, n_s) in zip(incl[:top], innermost.most_common(top), strict=False):
-            lines.append(f"| `{frame_i}` | {100 * n_i / total:.0f} | `{frame_s}` | {100 * n_s / total:.0f} |")
+        lines += [
+            f"## {name}: {total} samples",
+            "",
+            "| self time by package | % | carevault code on the stack | % |",
+            "|---|---:|---|---:|",
+        ]
+        rows = list(zip(packages.most_common(top), own.most_common(top), strict=False))
+        rows += [(pkg, ("", 0)) for pkg in packages.most_common(top)[len(rows) :]]
+        for (package, n_p), (frame, n_f) in rows:
+            own_cell = f"`{frame}` | {100 * n_f / total:.0f}" if frame else " | "
+            lines.append(f"| {package} | {100 * n_p / total:.0f} | {own_cell} |")
         lines.append("")
     return "\n".join(lines)

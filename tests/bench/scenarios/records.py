@@ -310,6 +310,7 @@ def _measured(run: IngestRun, label: str, **extra: Any) -> Measured:
     title="Ingest: Synthea dev set as transaction bundles (p50/p99 per bundle)",
     goal=Goal(min_rate=1000, text="HAPI FHIR users report ≈ 190/s"),
     timeout=300,
+    unit="resources/s",
 )
 async def ingest(ctx: BenchContext) -> list[Measured]:
     if ctx.data_dir is None or not (ctx.data_dir / "fhir" / "dev").is_dir():

@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="sample each service with py-spy during each measured window; stacks and a summary go to DIR/<scenario>/",
     )
+    parser.add_argument(
+        "--mesh-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra environment variable for the services, e.g. RECORDS_DATABASE_POOL_SIZE=20 (repeatable; shown in the report)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.only:
@@ -67,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.warmup = 1.0, 0.5
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or args.max_requests < 1:
         parser.error("--concurrency and --max-requests must be ≥ 1, --duration > 0, --warmup ≥ 0")
+    if any("=" not in item for item in args.mesh_env):
+        parser.error("--mesh-env takes NAME=VALUE")
+    args.mesh_env = dict(item.split("=", 1) for item in args.mesh_env)
     if args.output is None:
         args.output = PARTIAL_OUTPUT if (args.only or args.smoke) else DEFAULT_OUTPUT
     return args
@@ -127,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = asyncio.run(describe())
     progress(f"starting the mesh (PostgreSQL + Redis, port offset 3000) and the baseline; {len(chosen)} scenario(s)")
     try:
-        with bench_stack() as stack:
+        with bench_stack(args.mesh_env) as stack:
             progress(f"ready in {time.monotonic() - clock:.0f} s: gateway {stack.mesh.layout.gateway_url}, baseline {stack.baseline_url}")
             rows = uvloop.run(_run(stack, args, chosen))
             peaks = {name: peak_rss_mib(pid) for name, pid in stack.pids.items()}
@@ -146,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         smoke=args.smoke,
         only=args.only,
         wall_seconds=time.monotonic() - clock,
+        mesh_env=args.mesh_env,
         peak_rss_mib={name: value for name, value in peaks.items() if value is not None},
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

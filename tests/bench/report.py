@@ -25,6 +25,7 @@ class RunInfo:
     only: list[str] | None
     wall_seconds: float
     peak_rss_mib: Mapping[str, float]
+    mesh_env: Mapping[str, str]
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -138,6 +139,11 @@ def render(machine: Machine, info: RunInfo, rows: list[Row]) -> str:
         f"- **Load:** {spec.concurrency} concurrent workers of a closed-loop aiohttp client (keep-alive, one connection each), "
         f"{spec.duration:g} s measured after {spec.warmup:g} s of warm-up per scenario, at most {spec.max_requests:,} requests; "
         f"bundle ingest {info.ingest_concurrency} bundles at a time.",
+        *(
+            [f"- **Mesh settings changed for this run:** {', '.join(f'`{k}={v}`' for k, v in info.mesh_env.items())}"]
+            if info.mesh_env
+            else []
+        ),
         "",
         "Everything runs on this one machine and shares its cores: the load generator (the harness process), the five "
         "services (one uvicorn worker each, TLS between them), the baseline, PostgreSQL and Redis. "

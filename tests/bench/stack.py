@@ -157,9 +157,9 @@ def _ignore_signals() -> None:
 
 
 @contextmanager
-def bench_stack() -> Iterator[Stack]:
+def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """The mesh (PostgreSQL + Redis, port offset 3000) and the baseline, up and ready;
-    both stopped on exit, whatever the exit."""
+    both stopped on exit, whatever the exit. ``mesh_env`` adds to the services' environment."""
     # SIGTERM behaves as Ctrl-C: unwinds through every `finally` below (SIGINT is set
     # too, in case this was started with it ignored, as background jobs are).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -167,7 +167,7 @@ def bench_stack() -> Iterator[Stack]:
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     end_leftovers()
     try:
-        with running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", dict(MESH_ENV), db_prefix=DB_PREFIX) as mesh:
+        with running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh:
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
                 with baseline_server() as baseline:

@@ -19,7 +19,7 @@ from tests.bench import scenarios as _scenarios  # noqa: F401 - registers the sc
 from tests.bench.framework import REGISTRY, BenchContext, Row, Scenario, run_scenarios, select
 from tests.bench.loadgen import Endpoint, LoadSpec
 from tests.bench.machine import describe
-from tests.bench.procstat import CpuMeter, peak_rss_mib
+from tests.bench.procstat import CpuMeter, Snapshot, peak_rss_mib
 from tests.bench.report import RunInfo, render
 from tests.bench.stack import STATE_ROOT, Stack, bench_stack
 from tests.support import REPO_ROOT
@@ -125,6 +125,13 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         await ctx.close()
 
 
+def _one_second_of_cpu() -> tuple[Snapshot, Snapshot]:
+    meter = CpuMeter()
+    start = meter.snapshot()
+    time.sleep(1.0)
+    return start, meter.snapshot()
+
+
 def main(argv: list[str] | None = None) -> int:
     raw_argv = sys.argv[1:] if argv is None else argv
     args = parse_args(raw_argv)
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = select(args.only)
     started, clock = datetime.now(UTC), time.monotonic()
     machine = asyncio.run(describe())
+    before = CpuMeter.usage(*_one_second_of_cpu())
+    if before.machine_utilisation > 0.25:
+        progress(f"the machine is already {before.machine_utilisation:.0%} busy: the figures will be lower than on an idle machine")
     progress(f"starting the mesh (PostgreSQL + Redis, port offset 3000) and the baseline; {len(chosen)} scenario(s)")
     try:
         with bench_stack(args.mesh_env) as stack:
@@ -157,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         only=args.only,
         wall_seconds=time.monotonic() - clock,
         mesh_env=args.mesh_env,
+        busy_before=before.machine_utilisation,
         peak_rss_mib={name: value for name, value in peaks.items() if value is not None},
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

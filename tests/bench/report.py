@@ -26,6 +26,7 @@ class RunInfo:
     wall_seconds: float
     peak_rss_mib: Mapping[str, float]
     mesh_env: Mapping[str, str]
+    busy_before: float
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -131,7 +132,8 @@ def render(machine: Machine, info: RunInfo, rows: list[Row]) -> str:
         "",
         "Written by `make bench` (the harness is `tests/bench/`); the whole file is replaced on every run.",
         "",
-        f"- **Date:** {info.started:%Y-%m-%d %H:%M} UTC; {kind}, {info.wall_seconds:.0f} s in all",
+        f"- **Date:** {info.started:%Y-%m-%d %H:%M} UTC; {kind}, {info.wall_seconds:.0f} s in all; "
+        f"the machine was {info.busy_before:.0%} busy in the second before it started",
         f"- **Command:** `{info.command}`" + (f" (only: {', '.join(info.only)})" if info.only else ""),
         f"- **Code:** {machine.commit}",
         f"- **Machine:** {machine.cpu_model}, {machine.cores} cores, {machine.memory_gib:.1f} GiB memory, {machine.kernel}",

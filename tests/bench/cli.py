@@ -94,6 +94,16 @@ def command_line(argv: list[str]) -> str:
     return shlex.join([shown, "-m", "tests.bench", *argv])
 
 
+def _casualty(stack: Stack) -> str | None:
+    processes = {**stack.mesh.mesh.processes, "baseline": stack.baseline}
+    for name, proc in processes.items():
+        code = proc.poll()
+        if code is not None:
+            how = f"signal {-code}" if code < 0 else f"code {code}"
+            return f"{name} exited ({how}) during the run; see {STATE_ROOT.relative_to(REPO_ROOT)}/mesh/logs"
+    return None
+
+
 async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -> list[Row]:
     meter = CpuMeter()
     meter.track("generator", os.getpid())
@@ -119,6 +129,7 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         profile_dir=args.profile.resolve() if args.profile else None,
         profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
     )
+    ctx.casualty = lambda: _casualty(stack)
     try:
         return await run_scenarios(ctx, chosen, progress)
     finally:

@@ -220,6 +220,8 @@ class BenchContext:
     profile_dir: Path | None = None
     profile_pids: dict[str, int] = field(default_factory=dict)
     current: str = ""  # the scenario running now
+    # Says which of the processes under test has died, if one has (checked between scenarios).
+    casualty: Callable[[], str | None] = lambda: None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
     @property
@@ -382,6 +384,11 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
     for sc in scenarios:
         progress(f"{sc.name}: {sc.title}")
         ctx.current = sc.name
+        dead = ctx.casualty()
+        if dead is not None:
+            progress(f"  not run: {dead}")
+            rows.append(_note_row(sc, f"not run: {dead}"))
+            continue
         try:
             outcome = await asyncio.wait_for(sc.fn(ctx), sc.timeout)
             if isinstance(outcome, Workload):

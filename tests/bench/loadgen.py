@@ -156,6 +156,7 @@ async def run_load(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     failed = True
                     error_kinds[type(exc).__name__] += 1
+                    await asyncio.sleep(0.01)  # a refused connection fails at once: no busy loop
                 except Exception as exc:  # a scenario bug: count it, keep the run bounded
                     failed = True
                     error_kinds[f"{type(exc).__name__} (in the scenario)"] += 1

@@ -40,12 +40,12 @@ MESH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURS
 class Stack:
     mesh: RunningMesh
     baseline_url: str
-    baseline_pid: int
+    baseline: subprocess.Popen[bytes]
 
     @property
     def pids(self) -> dict[str, int]:
         pids = {service: proc.pid for service, proc in self.mesh.mesh.processes.items()}
-        pids["baseline"] = self.baseline_pid
+        pids["baseline"] = self.baseline.pid
         return pids
 
 
@@ -171,7 +171,7 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
                 with baseline_server() as baseline:
-                    stack = Stack(mesh, f"http://127.0.0.1:{BASELINE_PORT}", baseline.pid)
+                    stack = Stack(mesh, f"http://127.0.0.1:{BASELINE_PORT}", baseline)
                     _record_pids(stack.pids)
                     try:
                         yield stack

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.bench.loadgen import Endpoint, LoadResult, LoadSpec, Operation, run_load
+from tests.bench.loadgen import Endpoint, LoadResult, LoadSpec, Operation, Stats, run_load
 from tests.bench.procstat import CpuMeter, CpuUsage
 
 BASELINE = "Baseline: one FastAPI app, plaintext asyncpg, plain HTTP"
@@ -97,6 +97,8 @@ class Workload:
     make_operation: Callable[[int], Operation]
     expect: frozenset[int] = frozenset({200})
     concurrency: int | None = None
+    # A line for the report computed from the result (e.g. a figure per core to compare with others').
+    note: Callable[[Stats], str] | None = None
 
     @classmethod
     def same(cls, endpoint: Endpoint, operation: Operation, expect: frozenset[int] = frozenset({200})) -> Workload:
@@ -292,15 +294,17 @@ def _error_note(result: LoadResult) -> str:
     return "; ".join(parts)
 
 
-def measured_from_load(result: LoadResult) -> list[Measured]:
+def measured_from_load(result: LoadResult, workload: Workload | None = None) -> list[Measured]:
     stats = result.stats
+    notes = [workload.note(stats)] if workload is not None and workload.note is not None else []
+    notes += [_error_note(result)] if result.error_kinds or result.stopped_by_budget else []
     rows = [
         Measured(
             rate=stats.rate,
             p50_ms=stats.p50_ms,
             p99_ms=stats.p99_ms,
             errors=stats.errors,
-            note=_error_note(result),
+            note="; ".join(notes),
             cpu=result.cpu,
             requests=stats.count,
         )
@@ -392,7 +396,7 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
         try:
             outcome = await asyncio.wait_for(sc.fn(ctx), sc.timeout)
             if isinstance(outcome, Workload):
-                measured = measured_from_load(await ctx.load(outcome))
+                measured = measured_from_load(await ctx.load(outcome), outcome)
             elif isinstance(outcome, Measured):
                 measured = [outcome]
             else:

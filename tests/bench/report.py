@@ -174,4 +174,15 @@ def render(machine: Machine, info: RunInfo, rows: list[Row]) -> str:
             "| " + " | ".join(f"{v:.0f}" for v in info.peak_rss_mib.values()) + " |",
             "",
         ]
+    lines += [
+        "## Running it",
+        "",
+        "`make bench` stands everything up, runs every scenario and stops every process it started (also on Ctrl-C or a "
+        "failure). `.venv/bin/python -m tests.bench --only observation-read --duration 5` runs one scenario and the "
+        "baselines it compares to (the report then goes to `.carevault/bench/benchmarks-partial.md`); `--smoke` checks "
+        "the harness in a few seconds per scenario; `--profile DIR` samples each service with py-spy during each measured "
+        "window; `--mesh-env NAME=VALUE` tries a service setting; `--list` names the scenarios. How to add one: "
+        "`tests/bench/__init__.py`.",
+        "",
+    ]
     return "\n".join(lines)

@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="an extra environment variable for the services, e.g. RECORDS_DATABASE_POOL_SIZE=20 (repeatable; shown in the report)",
     )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario, wait up to this long for the machine to be under 20%% busy (for shared machines; default 0)",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     args = parser.parse_args(argv)
     if args.only:
@@ -92,6 +99,20 @@ def command_line(argv: list[str]) -> str:
     python = Path(sys.executable)
     shown = str(python.relative_to(REPO_ROOT)) if python.is_relative_to(REPO_ROOT) else "python"
     return shlex.join([shown, "-m", "tests.bench", *argv])
+
+
+async def _wait_quiet(limit: float, threshold: float = 0.20) -> None:
+    """Wait (at most ``limit`` seconds) until a second passes with the machine under ``threshold`` busy."""
+    meter, deadline = CpuMeter(), time.monotonic() + limit
+    while True:
+        start = meter.snapshot()
+        await asyncio.sleep(1.0)
+        busy = CpuMeter.usage(start, meter.snapshot()).machine_utilisation
+        if busy < threshold:
+            return
+        if time.monotonic() > deadline:
+            progress(f"  the machine is still {busy:.0%} busy after {limit:.0f} s; measuring anyway")
+            return
 
 
 def _casualty(stack: Stack) -> str | None:
@@ -130,6 +151,8 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
     )
     ctx.casualty = lambda: _casualty(stack)
+    if args.wait_quiet > 0:
+        ctx.settle = lambda: _wait_quiet(args.wait_quiet)
     try:
         return await run_scenarios(ctx, chosen, progress)
     finally:

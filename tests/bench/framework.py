@@ -224,6 +224,8 @@ class BenchContext:
     current: str = ""  # the scenario running now
     # Says which of the processes under test has died, if one has (checked between scenarios).
     casualty: Callable[[], str | None] = lambda: None
+    # Called before each scenario (``--wait-quiet``: let other work on a shared machine pass).
+    settle: Callable[[], Awaitable[None]] | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
     @property
@@ -388,6 +390,8 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
     for sc in scenarios:
         progress(f"{sc.name}: {sc.title}")
         ctx.current = sc.name
+        if ctx.settle is not None:
+            await ctx.settle()
         dead = ctx.casualty()
         if dead is not None:
             progress(f"  not run: {dead}")

@@ -203,14 +203,18 @@ async def drop_databases(prefix: str) -> None:
 
 
 @contextmanager
-def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
+def running_mesh(
+    state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None, *, db_prefix: str | None = None
+) -> Iterator[RunningMesh]:
+    """The five services as subprocesses, stopped on exit; on PostgreSQL the databases
+    ``<db_prefix>_<service>`` (default ``cvtest<port_offset>``) are recreated first."""
     if state_dir.exists():
         shutil.rmtree(state_dir)
     template, redis_url = "", ""
     if backend == "postgres":
         require_postgres()
         redis_url = require_redis()
-        template = asyncio.run(recreate_databases(f"cvtest{port_offset}"))
+        template = asyncio.run(recreate_databases(db_prefix or f"cvtest{port_offset}"))
     layout = MeshLayout(
         state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=extra_env or {}
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carevault_common.settings import DatabaseSettings, Environment, ServiceSettings
+from carevault_common.settings import DatabaseSettings, Environment, ServiceSettings, read_secret_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -18,12 +18,32 @@ class Settings(ServiceSettings, DatabaseSettings):
     records_url: str = "https://127.0.0.1:8445"
     fileservice_url: str = "https://127.0.0.1:8447"
     keyservice_url: str = "https://127.0.0.1:8446"
-    # Development authentication until OAuth2 lands: a bearer token read from this
-    # file grants the "dev" tenant. Refused outside the dev environment.
+    # Development authentication: a bearer token read from this file grants the
+    # "dev" tenant's FHIR data. Refused outside the dev environment.
     dev_token_file: Path | None = None
+    # The public base URL clients use (the gateway's): the token issuer, and the
+    # base of the DPoP htu.
+    public_url: str = "https://127.0.0.1:8443"
+    # Empty: replay markers in api's database (shared by its replicas).
+    redis_url: str = ""
+    redis_url_file: Path | None = None
+    access_token_ttl_seconds: int = 300
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # ES256 or EdDSA.
+    signing_algorithm: str = "ES256"
+    signing_key_rotation_days: float = 30.0
 
     @model_validator(mode="after")
-    def _dev_token_only_in_dev(self) -> Settings:
+    def _checks(self) -> Settings:
         if self.dev_token_file is not None and self.environment != Environment.DEV:
             raise ValueError("dev_token_file is a development aid and is refused outside the dev environment")
+        if self.redis_url_file is not None:
+            object.__setattr__(self, "redis_url", read_secret_file(self.redis_url_file))
+        if self.signing_algorithm not in ("ES256", "EdDSA"):
+            raise ValueError("signing_algorithm must be ES256 or EdDSA")
+        if not 30 <= self.access_token_ttl_seconds <= 3600:
+            raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
+        if self.is_production_like and not self.public_url.startswith("https://"):
+            raise ValueError("public_url must be https")
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         return self

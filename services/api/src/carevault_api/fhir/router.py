@@ -1,4 +1,4 @@
-"""The FHIR API as seen from outside: authenticate, then hand the request to records."""
+"""The FHIR API as seen from outside: authenticate, authorize, then hand the request to records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from carevault_api.deps import PrincipalDep
-from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
+from carevault_api.fhir.service import (
+    RECORDS_HEADERS,
+    after_write,
+    authorize,
+    authorize_bundle,
+    checked_read,
+    preflight_delete,
+    records_headers,
+)
 from carevault_common.proxy import forward, forwarded_headers
 
 router = APIRouter(prefix="/fhir")
@@ -25,11 +33,21 @@ async def capability_statement(request: Request) -> Response:
 @router.post("/")
 async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
     """Transaction and batch Bundles at the FHIR base (with or without its slash)."""
-    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+    access = await authorize_bundle(request, principal)
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
+    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+    await after_write(request, principal, access, response)
+    return response
 
 
 @router.api_route("/{path:path}", methods=FHIR_METHODS)
 async def fhir(request: Request, path: str, principal: PrincipalDep) -> Response:
-    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)
+    access = await authorize(request, principal, path)
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
+    if access.post_check is not None:
+        return await checked_read(request, principal, access, headers)
+    if access.preflight_delete is not None:
+        headers = await preflight_delete(request, principal, access, headers)
+    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)
+    await after_write(request, principal, access, response)
+    return response

@@ -1,0 +1,51 @@
+"""Building (in the lifespan) what sign-in needs: signing keys, replay stores,
+the OAuth2 service, the authenticator and the FHIR authorizer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from carevault_api.auth.authenticator import Authenticator
+from carevault_api.auth.dev import DevTokenAuthenticator
+from carevault_api.authorization.fhir import FhirAuthorizer
+from carevault_api.config import Settings
+from carevault_api.oauth.markers import build_markers
+from carevault_api.oauth.service import OAuthService, OAuthSettings
+from carevault_api.signing.service import SigningKeys
+from carevault_common.replay import LocalReplayCache, RedisReplayCache, ReplayCache
+
+
+async def start_sign_in(app: FastAPI, settings: Settings) -> None:
+    sessions = app.state.sessions
+    keys = SigningKeys(
+        sessions,
+        algorithm=settings.signing_algorithm,
+        rotate_after=timedelta(days=settings.signing_key_rotation_days),
+        token_ttl=settings.access_token_ttl_seconds,
+    )
+    await keys.ensure()
+    # DPoP proofs live a minute: api's own check is per replica unless Redis is set
+    # (the gateway's cache, shared through Redis, is the one every request meets first).
+    dpop: ReplayCache = RedisReplayCache(settings.redis_url, "carevault:api:dpop") if settings.redis_url else LocalReplayCache()
+    oauth = OAuthService(
+        sessions,
+        keys,
+        OAuthSettings(settings.public_url, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds),
+        assertions=build_markers(settings.redis_url, sessions, "assertion"),
+        revoked=build_markers(settings.redis_url, sessions, "revoked"),
+        dpop_replay=dpop,
+    )
+    dev = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else None
+    app.state.oauth = oauth
+    app.state.authenticator = Authenticator(oauth, settings.public_url, dpop, dev)
+    app.state.fhir_authorizer = FhirAuthorizer(sessions)
+
+
+async def close_sign_in(app: FastAPI) -> None:
+    oauth: OAuthService | None = getattr(app.state, "oauth", None)
+    if oauth is None:
+        return
+    for cache in (oauth.assertions, oauth.revoked, oauth.dpop_replay):
+        await cache.close()

@@ -80,10 +80,14 @@ class MeshLayout:
             values["DATABASE_URL"] = self.database_url(service)
         if service == "gateway":
             values["API_URL"] = self.url("api")
+            values["PUBLIC_URL"] = self.gateway_url
             if self.redis_url:
                 values["REDIS_URL"] = self.redis_url
         elif service == "api":
             values["DEV_TOKEN_FILE"] = str(self.dev_token_file)
+            values["PUBLIC_URL"] = self.gateway_url
+            if self.redis_url:
+                values["REDIS_URL"] = self.redis_url
             values |= {
                 "RECORDS_URL": self.url("records"),
                 "FILESERVICE_URL": self.url("fileservice"),
@@ -164,6 +168,20 @@ def migrate_all(layout: MeshLayout, base_env: Mapping[str, str] | None = None) -
         subprocess.run(_command(service, "migrate"), env=_child_env(layout, service, base), check=True)
 
 
+def seed_demo(layout: MeshLayout, base_env: Mapping[str, str] | None = None) -> str:
+    """Demo tenant, administrator (credentials printed once) and demo clients
+    (``demo-client.json``); idempotent. Returns what it printed."""
+    base = dict(os.environ if base_env is None else base_env)
+    done = subprocess.run(
+        [*_command("api", "seed"), "--state-dir", str(layout.state_dir)],
+        env=_child_env(layout, "api", base),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
 class Mesh:
     """The running processes of a local mesh."""
 
@@ -226,4 +244,4 @@ class Mesh:
         return {service: self.stop_one(service) for service in reversed(list(self.processes))}
 
 
-__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state"]
+__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state", "seed_demo"]

@@ -3,7 +3,7 @@ token, revocation, introspection. Thin: parse the form, call the service."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -32,8 +32,19 @@ async def _form(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "The form is too large.")
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise OAuthError("invalid_request", "Send application/x-www-form-urlencoded.")
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise OAuthError("invalid_request", "The form is too large.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "The form is not valid.") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:  # RFC 6749 §3.1: parameters must not be repeated
+            raise OAuthError("invalid_request", f"Parameter {key} is repeated.")
+        form[key] = value
+    return form
 
 
 @router.get("/.well-known/openid-configuration")

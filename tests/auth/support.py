@@ -125,7 +125,7 @@ async def authorize(
     client = AsyncOAuth2Client(
         client_id=APP_ID, redirect_uri=APP_REDIRECT, scope=scope, code_challenge_method="S256", verify=mesh.ssl_context()
     )
-    url, state = client.create_authorization_url(gateway + "/oauth2/authorize", code_verifier=verifier, aud=gateway + "/fhir")
+    url, _state = client.create_authorization_url(gateway + "/oauth2/authorize", code_verifier=verifier, aud=gateway + "/fhir")
     async with mesh.client() as http:
         page = await http.get(url.removeprefix(gateway))
         assert page.status_code == 200, page.text

@@ -30,6 +30,14 @@ class Authenticator:
         self.oauth, self.public_url, self.dpop_replay, self.dev = oauth, public_url.rstrip("/"), dpop_replay, dev
 
     async def authenticate(self, request: Request) -> Principal:
+        """Once per request (several dependencies may ask): a DPoP proof is used once."""
+        known: Principal | None = getattr(request.state, "principal", None)
+        if known is None:
+            known = await self._authenticate(request)
+            request.state.principal = known
+        return known
+
+    async def _authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         scheme, token = scheme.lower(), token.strip()

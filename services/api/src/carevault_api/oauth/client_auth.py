@@ -35,8 +35,10 @@ def _invalid(description: str = "Client authentication failed.") -> OAuthError:
 
 
 async def authenticate_client(
-    session: AsyncSession, form: Mapping[str, str], *, token_endpoint: str, markers: ReplayCache, public_allowed: bool
+    session: AsyncSession, form: Mapping[str, str], *, audiences: frozenset[str], markers: ReplayCache, public_allowed: bool
 ) -> OAuthClient:
+    """``audiences``: what the assertion's ``aud`` may name (the token endpoint,
+    the issuer, or the endpoint being called)."""
     assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
     if assertion is None:
         client_id = form.get("client_id") or ""
@@ -68,8 +70,8 @@ async def authenticate_client(
     now = time.time()
     exp, jti = claims.get("exp"), claims.get("jti")
     audience = claims.get("aud")
-    audiences = audience if isinstance(audience, list) else [audience]
-    if claims.get("iss") != client_id or claims.get("sub") != client_id or token_endpoint not in audiences:
+    named = audience if isinstance(audience, list) else [audience]
+    if claims.get("iss") != client_id or claims.get("sub") != client_id or not audiences.intersection(named):
         raise _invalid()
     if not isinstance(exp, int) or exp <= now - CLOCK_SKEW or exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
         raise _invalid("The client assertion has expired or lives longer than five minutes.")

@@ -183,9 +183,9 @@ class OAuthService:
         return outcome
 
     async def _client(self, session: AsyncSession, form: Mapping[str, str], *, public_allowed: bool) -> OAuthClient:
-        return await authenticate_client(
-            session, form, token_endpoint=self.settings.token_endpoint, markers=self.assertions, public_allowed=public_allowed
-        )
+        issuer = self.settings.issuer
+        audiences = frozenset({issuer, f"{issuer}/oauth2/token", f"{issuer}/oauth2/introspect", f"{issuer}/oauth2/revoke"})
+        return await authenticate_client(session, form, audiences=audiences, markers=self.assertions, public_allowed=public_allowed)
 
     async def _client_credentials(self, session: AsyncSession, form: Mapping[str, str], jkt: str | None) -> dict[str, Any]:
         client = await self._client(session, form, public_allowed=False)

@@ -128,7 +128,7 @@ async def test_replayed_client_assertion_is_refused(mesh: RunningMesh) -> None:
 
 
 async def test_dpop_refusals(mesh: RunningMesh) -> None:
-    patient, patient_id, key, obs_id = await patient_with_record(mesh)
+    patient, _patient_id, key, obs_id = await patient_with_record(mesh)
     path = f"/fhir/Observation/{obs_id}"
     url = mesh.layout.gateway_url + path
     assert patient.dpop is not None
@@ -196,7 +196,7 @@ async def test_pkce_is_required_and_checked(mesh: RunningMesh) -> None:
             },
         )
         assert other_uri.status_code == 400
-    answer, client, _verifier, dpop = await authorize(mesh, "demo", user["username"], user["password"])
+    answer, _client, _verifier, dpop = await authorize(mesh, "demo", user["username"], user["password"])
     token_url = mesh.layout.gateway_url + "/oauth2/token"
     async with mesh.client() as http:
         code = answer.headers["location"].split("code=")[1].split("&")[0]

@@ -5,10 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import CANARIES, SECRETS_USED, RunningMesh, running_mesh, secret_forms
-
-# Port offsets keep the test meshes clear of a `make run` on the default ports.
-_OFFSETS = {"sqlite": 1000, "postgres": 1100}
+from tests.support import CANARIES, SECRETS_USED, RunningMesh, drop_databases, free_port_offset, running_mesh, secret_forms
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -20,9 +17,17 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     that mesh is scanned for the patient keys and canary strings the tests sent
     (invariant 1): a hit fails the suite."""
     backend: str = request.param
-    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), _OFFSETS[backend], backend) as running:
+    # A short keyset TTL so that a doctor key added by a test reaches patients quickly.
+    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1"}
+    # Free ports away from a `make run` on the default ones (and from parallel runs).
+    offset = free_port_offset()
+    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), offset, backend, extra_env=env) as running:
         yield running
-    assert_nothing_secret_at_rest(running)
+    try:
+        assert_nothing_secret_at_rest(running)
+    finally:
+        if backend == "postgres":
+            asyncio.run(drop_databases(f"cvtest{offset}"))
 
 
 def assert_nothing_secret_at_rest(running: RunningMesh) -> None:

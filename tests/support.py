@@ -162,6 +162,38 @@ class RunningMesh:
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
+def free_port_offset() -> int:
+    """A port offset at which all ten ports of a mesh are free. Random, so that
+    test runs in parallel (other checkouts on the same machine) rarely collide."""
+    import random
+    import socket
+
+    from carevault_cli.mesh import MANAGEMENT_PORTS, TLS_PORTS
+
+    ports = [*TLS_PORTS.values(), *MANAGEMENT_PORTS.values()]
+    for _ in range(200):
+        offset = random.randrange(1000, 23000, 10)  # below the ephemeral port range
+        try:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free port range for a test mesh")
+
+
+async def drop_databases(prefix: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for service in DB_SERVICES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @contextmanager
 def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
     if state_dir.exists():

@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
+        keyservice.keyset_ttl_seconds = settings.escrow_keyset_ttl_seconds
         await keyservice.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)

@@ -1,4 +1,3 @@
-import carevault_api.models_identity  # noqa: F401  (registers the sign-in tables)
 from carevault_api.models import Base
 from carevault_common.migrations import run_env
 

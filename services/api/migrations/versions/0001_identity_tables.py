@@ -3,6 +3,9 @@
 Revision ID: 0001_identity
 Revises:
 Create Date: 2026-11-26 08:48:05.880428
+
+The identity domain keeps its own branch (label ``identity``), so that api's other
+domains can add theirs beside it; ``migrate`` upgrades every head.
 """
 
 import sqlalchemy as sa
@@ -10,7 +13,7 @@ from alembic import op
 
 revision = "0001_identity"
 down_revision = None
-branch_labels = None
+branch_labels = ("identity",)
 depends_on = None
 
 

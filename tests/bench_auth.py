@@ -24,7 +24,7 @@ import httpx
 
 from tests.auth.support import Session, admin_session, make_user, user_session
 from tests.e2e.test_records import observation
-from tests.support import RunningMesh, new_patient_key, running_mesh
+from tests.support import RunningMesh, free_port_offset, new_patient_key, running_mesh
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 PER_ROUND = int(os.environ.get("BENCH_REQUESTS", "300"))
@@ -99,7 +99,7 @@ async def bench(mesh: RunningMesh) -> str:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp, running_mesh(Path(tmp) / "state", 1700, "sqlite") as mesh:
+    with tempfile.TemporaryDirectory() as tmp, running_mesh(Path(tmp) / "state", free_port_offset(), "sqlite") as mesh:
         report = asyncio.run(bench(mesh))
     print(report)
     return 0

@@ -3,7 +3,9 @@
 The gateway verifies what api signed (pinned algorithms, signature, expiry,
 issuer) with api's JWKS, fetched over mTLS at the first need, cached for five
 minutes and fetched again when a token names an unknown key (at most every ten
-seconds). It checks every DPoP proof: method, URL (the public URL the client
+seconds). A token whose signature verified once is remembered until it expires
+(:class:`carevault_common.jose.VerifiedTokens`: only while its key is still in
+the JWKS; the time claims are checked on every request). It checks every DPoP proof: method, URL (the public URL the client
 used), age, key thumbprint equal to the token's ``cnf.jkt``, access-token hash,
 and a ``jti`` never seen before, in a replay cache shared by the replicas
 through Redis when configured. api checks all of it again (zero trust);
@@ -24,6 +26,7 @@ from carevault_common.jose import (
     DPOP_MAX_AGE_SECONDS,
     InvalidDpopProof,
     InvalidToken,
+    VerifiedTokens,
     check_binding,
     looks_like_jwt,
     token_key_id,
@@ -46,6 +49,7 @@ class TokenGate:
         self._issuer = ""
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self._verified = VerifiedTokens()
 
     async def _fetch(self) -> None:
         jwks = await self.api.request("GET", "/oauth2/jwks")
@@ -80,8 +84,10 @@ class TokenGate:
             if scheme == "dpop":
                 raise InvalidToken(scheme="DPoP")
             return  # no token, or an opaque one: api decides (and refuses)
-        keys, issuer = await self._keyset(token_key_id(token))
-        claims = verify_access_token(token, keys, issuer=issuer, scheme="DPoP" if scheme == "dpop" else "Bearer")
+        keys, issuer = self._keys, self._issuer
+        if keys is None or time.monotonic() - self._fetched_at > JWKS_MAX_AGE or self._verified.get(token, keys, issuer) is None:
+            keys, issuer = await self._keyset(token_key_id(token))
+        claims = verify_access_token(token, keys, issuer=issuer, scheme="DPoP" if scheme == "dpop" else "Bearer", verified=self._verified)
         proof_header = request.headers.get("dpop")
         proof = None
         if proof_header is not None:

@@ -32,6 +32,9 @@ class Settings(ServiceSettings, DatabaseSettings):
     # ES256 or EdDSA.
     signing_algorithm: str = "ES256"
     signing_key_rotation_days: float = 30.0
+    # Every replica reloads the list of revoked access tokens this often: a revocation
+    # made through one replica applies on all of them within this bound (seconds).
+    revocation_refresh_seconds: float = 5.0
 
     @model_validator(mode="after")
     def _checks(self) -> Settings:
@@ -41,6 +44,8 @@ class Settings(ServiceSettings, DatabaseSettings):
             object.__setattr__(self, "redis_url", read_secret_file(self.redis_url_file))
         if self.signing_algorithm not in ("ES256", "EdDSA"):
             raise ValueError("signing_algorithm must be ES256 or EdDSA")
+        if not 0.5 <= self.revocation_refresh_seconds <= 60:
+            raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
         if not 30 <= self.access_token_ttl_seconds <= 3600:
             raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
         if self.is_production_like and not self.public_url.startswith("https://"):

@@ -4,6 +4,19 @@ and by api (zero trust: both verify).
 joserfc does the JOSE work; every verification here names its algorithms, so a
 token signed with ``none``, an HMAC algorithm or anything unlisted is refused
 before any key is looked at, and a public key is never used as an HMAC secret.
+
+Two memos keep this off the hot path without weakening it:
+
+- :class:`VerifiedTokens` remembers that the exact bytes of an access token
+  verified under a key id. A hit is honoured only while that key is still in
+  the key set passed in and the issuer is the same; the time claims (``exp``,
+  ``iat``, ``nbf``) are checked again on every use. An entry lives no longer
+  than its token.
+- DPoP proofs of one client share their protected header (``typ``, ``alg``,
+  ``jwk``): what is derived from it alone (the imported public key, the
+  algorithm, the thumbprint) is parsed and checked once per distinct header.
+  The signature, the claims and the ``jti`` of every proof are checked every
+  time.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
@@ -77,11 +91,73 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
-def verify_access_token(token: str, keys: KeySet, *, issuer: str, now: float | None = None, scheme: str = "Bearer") -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: dict[str, Any]
+    kid: str
+    issuer: str
+    exp: float
+
+
+class VerifiedTokens:
+    """Access tokens whose signature was verified (see the module docstring).
+
+    Bounded: expired entries are dropped when it fills, then the whole memo if
+    it is still full (the next uses verify again)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, _Verified] = {}
+
+    def get(self, token: str, keys: KeySet, issuer: str) -> dict[str, Any] | None:
+        entry = self._entries.get(token)
+        if entry is None or entry.issuer != issuer or not any(k.kid == entry.kid for k in keys.keys):
+            return None
+        return entry.claims
+
+    def put(self, token: str, claims: dict[str, Any], kid: str, issuer: str) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.time()
+            self._entries = {t: e for t, e in self._entries.items() if e.exp > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[token] = _Verified(claims, kid, issuer, float(claims["exp"]))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _check_times(claims: dict[str, Any], moment: float, scheme: str) -> None:
+    exp, iat = claims["exp"], claims["iat"]
+    if exp <= moment - CLOCK_SKEW_SECONDS or iat > moment + CLOCK_SKEW_SECONDS:
+        raise InvalidToken("The access token has expired.", scheme=scheme)
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int) and nbf > moment + CLOCK_SKEW_SECONDS:
+        raise InvalidToken(scheme=scheme)
+
+
+def verify_access_token(
+    token: str,
+    keys: KeySet,
+    *,
+    issuer: str,
+    now: float | None = None,
+    scheme: str = "Bearer",
+    verified: VerifiedTokens | None = None,
+) -> dict[str, Any]:
     """Claims of an access token signed by api, or :class:`InvalidToken`.
 
     Checks, in order: the header names a pinned algorithm, the ``at+jwt`` type
-    and a known key id; the signature; ``iss``, ``exp``, ``iat`` and ``nbf``."""
+    and a known key id; the signature; ``iss``, ``exp``, ``iat`` and ``nbf``.
+    With ``verified``, a token already verified under a key still in ``keys``
+    skips the header and signature checks (never the time checks). The claims
+    returned are shared with the memo: do not modify them."""
+    moment = time.time() if now is None else now
+    if verified is not None:
+        known = verified.get(token, keys, issuer)
+        if known is not None:
+            _check_times(known, moment, scheme)
+            return known
     header = unverified_header(token)
     if header.get("alg") not in ACCESS_TOKEN_ALGORITHMS or header.get("typ") != ACCESS_TOKEN_TYPE:
         raise InvalidToken(scheme=scheme)
@@ -93,15 +169,12 @@ def verify_access_token(token: str, keys: KeySet, *, issuer: str, now: float | N
     except (JoseError, ValueError):
         raise InvalidToken(scheme=scheme) from None
     claims = dict(decoded.claims)
-    moment = time.time() if now is None else now
     exp, iat = claims.get("exp"), claims.get("iat")
     if claims.get("iss") != issuer or not isinstance(exp, int) or not isinstance(iat, int):
         raise InvalidToken(scheme=scheme)
-    if exp <= moment - CLOCK_SKEW_SECONDS or iat > moment + CLOCK_SKEW_SECONDS:
-        raise InvalidToken("The access token has expired.", scheme=scheme)
-    nbf = claims.get("nbf")
-    if isinstance(nbf, int) and nbf > moment + CLOCK_SKEW_SECONDS:
-        raise InvalidToken(scheme=scheme)
+    _check_times(claims, moment, scheme)
+    if verified is not None:
+        verified.put(token, claims, kid, issuer)
     return claims
 
 
@@ -118,18 +191,33 @@ class DpopProof:
     iat: int
 
 
-def verify_dpop_proof(
-    proof: str, *, method: str, url: str, access_token: str | None = None, now: float | None = None, max_age: int = DPOP_MAX_AGE_SECONDS
-) -> DpopProof:
-    """Check one DPoP proof JWT (RFC 9449 §4.3) except for jti replay, which the
-    caller checks against its shared cache with the returned ``jti``."""
+@dataclass(frozen=True, slots=True)
+class _ProofHeader:
+    algorithm: Any  # joserfc's JWS algorithm model
+    key: ECKey | OKPKey | RSAKey
+    jkt: str
+
+
+_DPOP_REGISTRY = jws.JWSRegistry(algorithms=list(DPOP_ALGORITHMS))
+_PROOF_HEADERS: dict[str, _ProofHeader] = {}
+_PROOF_HEADERS_MAX = 10_000
+
+
+def _proof_header(segment: str) -> _ProofHeader:
+    """What the protected header of a DPoP proof alone determines, checked once per
+    distinct header: type, a pinned asymmetric algorithm, a public JWK of the type
+    (and curve) that algorithm needs, no ``crit`` extension, and its thumbprint."""
+    cached = _PROOF_HEADERS.get(segment)
+    if cached is not None:
+        return cached
     try:
-        compact = jws.extract_compact(proof.encode())
-    except (JoseError, ValueError, UnicodeError):
+        header = orjson.loads(_b64decode(segment))
+    except (ValueError, orjson.JSONDecodeError):
         raise InvalidDpopProof() from None
-    header = dict(compact.protected)
+    if not isinstance(header, dict):
+        raise InvalidDpopProof()
     jwk = header.get("jwk")
-    if header.get("typ") != DPOP_TYPE or header.get("alg") not in DPOP_ALGORITHMS or not isinstance(jwk, dict):
+    if header.get("typ") != DPOP_TYPE or header.get("alg") not in DPOP_ALGORITHMS or not isinstance(jwk, dict) or "crit" in header:
         raise InvalidDpopProof()
     if any(private in jwk for private in ("d", "p", "q", "dp", "dq", "qi", "k")):
         raise InvalidDpopProof("The DPoP proof carries private key material.")
@@ -137,10 +225,38 @@ def verify_dpop_proof(
         key = import_key(jwk)
         if not isinstance(key, (ECKey, OKPKey, RSAKey)):
             raise InvalidDpopProof()
-        verified = jws.deserialize_compact(proof, key, algorithms=[str(header["alg"])])
-        claims = orjson_loads(verified.payload)
-    except (JoseError, ValueError):
+        algorithm = _DPOP_REGISTRY.get_alg(str(header["alg"]))
+        algorithm.check_key(key)
+        parsed = _ProofHeader(algorithm, key, str(key.thumbprint()))
+    except (JoseError, ValueError, TypeError, KeyError):
         raise InvalidDpopProof() from None
+    if len(_PROOF_HEADERS) >= _PROOF_HEADERS_MAX:
+        _PROOF_HEADERS.clear()
+    _PROOF_HEADERS[segment] = parsed
+    return parsed
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def verify_dpop_proof(
+    proof: str, *, method: str, url: str, access_token: str | None = None, now: float | None = None, max_age: int = DPOP_MAX_AGE_SECONDS
+) -> DpopProof:
+    """Check one DPoP proof JWT (RFC 9449 §4.3) except for jti replay, which the
+    caller checks against its shared cache with the returned ``jti``."""
+    parts = proof.split(".")
+    if len(parts) != 3 or not all(parts) or len(proof) > 8192:
+        raise InvalidDpopProof()
+    header = _proof_header(parts[0])
+    try:
+        signature = _b64decode(parts[2])
+        valid = header.algorithm.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature, header.key)
+        claims = orjson_loads(_b64decode(parts[1])) if valid else None
+    except (JoseError, ValueError, UnicodeError, orjson.JSONDecodeError):
+        raise InvalidDpopProof() from None
+    if claims is None:
+        raise InvalidDpopProof()
     moment = time.time() if now is None else now
     jti, iat = claims.get("jti"), claims.get("iat")
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256 or not isinstance(iat, int):
@@ -154,12 +270,10 @@ def verify_dpop_proof(
         raise InvalidDpopProof("The DPoP proof is too old or from the future.")
     if access_token is not None and claims.get("ath") != access_token_hash(access_token):
         raise InvalidDpopProof("The DPoP proof is not bound to this access token.")
-    return DpopProof(jwk_thumbprint(jwk), jti, iat)
+    return DpopProof(header.jkt, jti, iat)
 
 
 def orjson_loads(payload: bytes) -> dict[str, Any]:
-    import orjson
-
     value = orjson.loads(payload)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")

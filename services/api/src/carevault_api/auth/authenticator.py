@@ -2,10 +2,17 @@
 with a proof by the token's key), or, in the dev environment only, the
 development token.
 
-api checks everything the gateway checked (zero trust): the pinned algorithms,
-signature, expiry, the DPoP proof (method, URL from the public base URL, age,
-``jti`` replay in api's own cache, access-token hash, key thumbprint), and also
-whether the token was revoked.
+api checks everything the gateway checked (zero trust: nothing the gateway
+says about a token is believed, so a stolen gateway certificate alone does not
+let anyone use a DPoP-bound token without its key): the pinned algorithms,
+signature, issuer and expiry of the token; the DPoP proof (signature by the
+key the token is bound to, method, URL from the public base URL, age,
+access-token hash, and its ``jti`` once in api's own replay cache); and also
+whether the token was revoked (:mod:`carevault_api.oauth.revocation`, from
+memory). What keeps this cheap: a token's signature is verified once per
+replica and remembered until it expires (only while its key is published), the
+principal derived from its claims likewise, and the parsing of a client's DPoP
+key once per distinct proof header; the signature of every proof is verified.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ _CHALLENGE = {"www-authenticate": 'Bearer realm="carevault", DPoP realm="carevau
 class Authenticator:
     def __init__(self, oauth: OAuthService, public_url: str, dpop_replay: ReplayCache, dev: DevTokenAuthenticator | None) -> None:
         self.oauth, self.public_url, self.dpop_replay, self.dev = oauth, public_url.rstrip("/"), dpop_replay, dev
+        self._principals: dict[str, Principal] = {}
 
     async def authenticate(self, request: Request) -> Principal:
         """Once per request (several dependencies may ask): a DPoP proof is used once."""
@@ -45,7 +53,7 @@ class Authenticator:
             return self.dev.authenticate(request)
         if scheme not in ("bearer", "dpop") or not token:
             raise Unauthorized("A valid access token is required.", headers=_CHALLENGE)
-        claims = await self.oauth.verify_access_token(token)
+        claims = await self.oauth.verify_access_token(token, "DPoP" if scheme == "dpop" else "Bearer")
         proof_header = request.headers.get("dpop")
         proof = None
         if proof_header is not None:
@@ -53,9 +61,15 @@ class Authenticator:
             if not await self.dpop_replay.first_use(f"rs:{proof.jti}", DPOP_MAX_AGE_SECONDS * 2):
                 raise InvalidDpopProof("This DPoP proof was already used.")
         check_binding(claims, proof, scheme)
-        if await self.oauth.revoked.seen(f"at:{claims['jti']}"):
+        if await self.oauth.revoked.is_revoked(str(claims.get("jti"))):
             raise InvalidToken("The access token was revoked.")
-        return principal_from_claims(claims)
+        principal = self._principals.get(token)
+        if principal is None:
+            principal = principal_from_claims(claims)
+            if len(self._principals) >= 10_000:
+                self._principals.clear()
+            self._principals[token] = principal
+        return principal
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

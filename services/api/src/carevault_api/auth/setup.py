@@ -12,6 +12,7 @@ from carevault_api.auth.dev import DevTokenAuthenticator
 from carevault_api.authorization.fhir import FhirAuthorizer
 from carevault_api.config import Settings
 from carevault_api.oauth.markers import build_markers
+from carevault_api.oauth.revocation import build_revocations
 from carevault_api.oauth.service import OAuthService, OAuthSettings
 from carevault_api.signing.service import SigningKeys
 from carevault_common.replay import LocalReplayCache, RedisReplayCache, ReplayCache
@@ -29,12 +30,14 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
     # DPoP proofs live a minute: api's own check is per replica unless Redis is set
     # (the gateway's cache, shared through Redis, is the one every request meets first).
     dpop: ReplayCache = RedisReplayCache(settings.redis_url, "carevault:api:dpop") if settings.redis_url else LocalReplayCache()
+    revoked = build_revocations(settings.redis_url, sessions, settings.revocation_refresh_seconds)
+    await revoked.start()
     oauth = OAuthService(
         sessions,
         keys,
         OAuthSettings(settings.public_url, settings.access_token_ttl_seconds, settings.refresh_token_ttl_seconds),
         assertions=build_markers(settings.redis_url, sessions, "assertion"),
-        revoked=build_markers(settings.redis_url, sessions, "revoked"),
+        revoked=revoked,
         dpop_replay=dpop,
     )
     dev = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else None

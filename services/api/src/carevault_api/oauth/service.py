@@ -35,9 +35,10 @@ from carevault_api.models_identity import AuthorizationCode, OAuthClient, Refres
 from carevault_api.oauth import repository
 from carevault_api.oauth.client_auth import authenticate_client
 from carevault_api.oauth.errors import OAuthError
+from carevault_api.oauth.revocation import RevocationList
 from carevault_api.signing.service import SigningKeys
 from carevault_common.db import session_scope
-from carevault_common.jose import DPOP_MAX_AGE_SECONDS, InvalidToken, b64url, verify_access_token, verify_dpop_proof
+from carevault_common.jose import DPOP_MAX_AGE_SECONDS, InvalidToken, VerifiedTokens, b64url, verify_access_token, verify_dpop_proof
 from carevault_common.replay import ReplayCache
 
 CODE_TTL_SECONDS = 60
@@ -96,11 +97,13 @@ class OAuthService:
         settings: OAuthSettings,
         *,
         assertions: ReplayCache,
-        revoked: ReplayCache,
+        revoked: RevocationList,
         dpop_replay: ReplayCache,
     ) -> None:
         self.sessions, self.keys, self.settings = sessions, keys, settings
         self.assertions, self.revoked, self.dpop_replay = assertions, revoked, dpop_replay
+        # Signatures already verified (pure function of the token and the key set).
+        self.verified = VerifiedTokens()
 
     # -- access tokens --------------------------------------------------------------
 
@@ -147,12 +150,13 @@ class OAuthService:
             response["patient"] = patient
         return response
 
-    async def verify_access_token(self, token: str) -> dict[str, Any]:
+    async def verify_access_token(self, token: str, scheme: str = "Bearer") -> dict[str, Any]:
+        """The claims of a token signed by api (do not modify them: they are memoised)."""
         try:
-            return verify_access_token(token, self.keys.public_keys, issuer=self.settings.issuer)
+            return verify_access_token(token, self.keys.public_keys, issuer=self.settings.issuer, scheme=scheme, verified=self.verified)
         except InvalidToken:
             await self.keys.maybe_reload()
-            return verify_access_token(token, self.keys.public_keys, issuer=self.settings.issuer)
+            return verify_access_token(token, self.keys.public_keys, issuer=self.settings.issuer, scheme=scheme, verified=self.verified)
 
     async def _dpop_jkt(self, proof: str | None) -> str | None:
         if proof is None:
@@ -375,7 +379,7 @@ class OAuthService:
         except InvalidToken:
             return  # RFC 7009 §2.2: an invalid token is not an error
         if claims.get("client_id") == client.client_id:
-            await self.revoked.first_use(f"at:{claims['jti']}", max(1, int(claims["exp"] - time.time())) + 60)
+            await self.revoked.revoke(str(claims["jti"]), float(claims["exp"]) + 60)
 
     async def introspect(self, form: Mapping[str, str]) -> dict[str, Any]:
         token = form.get("token", "")
@@ -397,7 +401,7 @@ class OAuthService:
             claims = await self.verify_access_token(token)
         except InvalidToken:
             return {"active": False}
-        if await self.revoked.seen(f"at:{claims['jti']}") or claims.get("tenant") != client.tenant:
+        if await self.revoked.is_revoked_now(str(claims["jti"])) or claims.get("tenant") != client.tenant:
             return {"active": False}
         keys = ("scope", "client_id", "sub", "exp", "iat", "nbf", "iss", "aud", "jti", "cnf", "patient", "tenant", "roles")
         return {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer"} | {k: claims[k] for k in keys if k in claims}

@@ -77,7 +77,8 @@ class Access:
     patients: set[str] = field(default_factory=set)
 
 
-def _contexts(principal: Principal) -> tuple[str, ...]:
+def token_contexts(principal: Principal) -> tuple[str, ...]:
+    """The SMART scope context a principal's scopes are read in."""
     if principal.kind == Kind.CLIENT:
         return ("system",)
     return ("patient",) if Role.PATIENT in principal.roles else ("user",)
@@ -159,7 +160,7 @@ class FhirAuthorizer:
         self.sessions = sessions
 
     def _scope_check(self, principal: Principal, touch: Touch) -> None:
-        if not scopes_allow(principal.scopes, _contexts(principal), touch.resource_type, touch.interaction):
+        if not scopes_allow(principal.scopes, token_contexts(principal), touch.resource_type, touch.interaction):
             raise AccessDenied(f"The access token's scopes do not allow this on {touch.resource_type}.")
 
     async def patient_tenant(self, principal: Principal, patient_id: str, resource_type: str, action: str) -> str:

@@ -9,8 +9,8 @@ from fastapi import Request
 from starlette.responses import Response
 
 from carevault_api.auth.principal import Principal
-from carevault_api.authorization.fhir import Access, FhirAuthorizer, touch_of
-from carevault_common.errors import ProblemError
+from carevault_api.authorization.fhir import Access, AccessDenied, FhirAuthorizer, touch_of
+from carevault_common.errors import NotFound, ProblemError, ServiceUnavailable
 
 # The client headers records needs; everything else stays at the api.
 RECORDS_HEADERS = frozenset({"content-type", "accept", "if-match", "prefer", "idempotency-key", "x-patient-key"})
@@ -73,7 +73,15 @@ async def preflight_delete(request: Request, principal: Principal, access: Acces
     upstream = await request.app.state.records.request("GET", request.url.path, headers=headers)
     await authorizer.check_reported(principal, access, upstream.status, upstream.headers.get(PATIENT_HEADER))
     if not access.patients:
-        return headers  # records answers (404/410) by itself
+        # No patient established (no such resource, or already deleted): nothing is
+        # forwarded, since nothing could be authorized; the read's answer is given.
+        if upstream.status == 410:
+            raise ProblemError("This resource was deleted.", status=410, code="gone", title="Gone")
+        if upstream.status == 404:
+            raise NotFound("No such resource.")
+        if upstream.status >= 500:
+            raise ServiceUnavailable("The records service could not be asked.")
+        raise AccessDenied("The patient of this resource could not be established.")
     return headers | {"x-carevault-patient-scope": ",".join(sorted(access.patients))}
 
 

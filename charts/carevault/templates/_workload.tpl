@@ -155,7 +155,7 @@ spec:
               mountPath: /var/run/carevault/database
               readOnly: true
             {{- end }}
-            {{- if and (eq $svc "gateway") $v.redis.enabled }}
+            {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
             - name: redis
               mountPath: /var/run/carevault/redis
               readOnly: true
@@ -198,7 +198,7 @@ spec:
               - key: {{ include "carevault.databaseSecretKey" . }}
                 path: url
         {{- end }}
-        {{- if and (eq $svc "gateway") $v.redis.enabled }}
+        {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
         - name: redis
           secret:
             secretName: {{ $v.redis.existingSecret }}
@@ -529,7 +529,7 @@ spec:
     {{- if $fact.ownsDatabase }}
     {{- include "carevault.databaseEgress" . | nindent 4 }}
     {{- end }}
-    {{- if and (eq $svc "gateway") $v.redis.enabled }}
+    {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
     - to:
         {{- include "carevault.peer" (dict "namespaceLabels" $v.redis.namespaceLabels "podLabels" $v.redis.podLabels) | nindent 8 }}
       ports:

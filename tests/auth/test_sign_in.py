@@ -292,3 +292,16 @@ async def test_revoked_and_introspected_tokens(mesh: RunningMesh) -> None:
         seen = await http.post("/oauth2/introspect", data={"token": clinic.token} | assertion("/oauth2/introspect"))
         assert seen.json()["active"] is False
     assert (await clinic.request("GET", "/fhir/Organization")).status_code == 401
+
+
+async def test_totp_secrets_and_signing_keys_are_sealed_at_rest(mesh: RunningMesh) -> None:
+    """A copy of api's database yields neither a TOTP secret nor a signing key
+    (the scan after the suite also looks for every TOTP secret the tests enrolled)."""
+    await admin_session(mesh)
+    await make_user(mesh, "demo", ["auditor"])
+    secrets = await mesh.db_execute("api", "SELECT totp_secret FROM users WHERE totp_secret IS NOT NULL")
+    keys = await mesh.db_execute("api", "SELECT private_jwk FROM signing_keys")
+    assert secrets and keys
+    for (value,) in secrets + keys:
+        assert isinstance(value, str) and value.startswith("cvs1."), "stored unsealed"
+        assert '"d"' not in value

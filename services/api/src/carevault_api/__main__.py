@@ -1,4 +1,4 @@
-"""``carevault-api serve`` | migrate | seed --state-dir DIR | rotate-signing-key."""
+"""``carevault-api serve`` | migrate | seed --state-dir DIR | rotate-signing-key | new-secrets-key FILE."""
 
 import asyncio
 import sys
@@ -17,6 +17,14 @@ def main() -> int:
         from carevault_api.seed import SeedSettings, rotate
 
         print(f"signing with key {asyncio.run(rotate(SeedSettings()))}; the previous key stays published until its tokens expire")
+        return 0
+    if len(sys.argv) > 2 and sys.argv[1] == "new-secrets-key":
+        from pathlib import Path
+
+        from carevault_crypto.sealed import SealingKey
+
+        SealingKey.generate_file(Path(sys.argv[2]))
+        print(f"wrote a new sealing key to {sys.argv[2]} (mode 0600): API_SECRETS_KEY_FILE")
         return 0
     return service_main("api", Settings, create_app, MIGRATIONS_DIR)
 

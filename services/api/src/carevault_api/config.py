@@ -32,6 +32,11 @@ class Settings(ServiceSettings, DatabaseSettings):
     # ES256 or EdDSA.
     signing_algorithm: str = "ES256"
     signing_key_rotation_days: float = 30.0
+    # The key sealing TOTP secrets and signing keys in api's database (32 random bytes,
+    # base64url; `carevault-api new-secrets-key FILE` writes one). Required but in dev.
+    secrets_key_file: Path | None = None
+    # During a rotation of that key: the previous one, still opened (values are resealed).
+    secrets_previous_key_file: Path | None = None
     # Every replica reloads the list of revoked access tokens this often: a revocation
     # made through one replica applies on all of them within this bound (seconds).
     revocation_refresh_seconds: float = 5.0
@@ -44,6 +49,8 @@ class Settings(ServiceSettings, DatabaseSettings):
             object.__setattr__(self, "redis_url", read_secret_file(self.redis_url_file))
         if self.signing_algorithm not in ("ES256", "EdDSA"):
             raise ValueError("signing_algorithm must be ES256 or EdDSA")
+        if self.secrets_key_file is None and self.environment != Environment.DEV:
+            raise ValueError("secrets_key_file is required outside the dev environment (TOTP secrets and signing keys are sealed with it)")
         if not 0.5 <= self.revocation_refresh_seconds <= 60:
             raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
         if not 30 <= self.access_token_ttl_seconds <= 3600:

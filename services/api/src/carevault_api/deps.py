@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_api.auth.principal import Principal
+from carevault_api.secrets import Secrets
 from carevault_common.db import session_scope
 
 
@@ -22,6 +23,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_secrets(request: Request) -> Secrets:
+    secrets: Secrets = request.app.state.secrets
+    return secrets
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 # scope="function": committed before the response leaves (a 2xx means durable).
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SecretsDep = Annotated[Secrets, Depends(get_secrets)]

@@ -34,8 +34,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
     roles: Mapped[str] = mapped_column(String(400))
-    # RFC 6238 shared secret (base32) and the last time step accepted (a code is used once).
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # RFC 6238 shared secret, sealed (carevault_api.secrets), and the last time step accepted (a code is used once).
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -91,7 +91,7 @@ class SigningKey(Base):
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(16))
-    private_jwk: Mapped[str] = mapped_column(Text)
+    private_jwk: Mapped[str] = mapped_column(Text)  # sealed (carevault_api.secrets)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -27,6 +27,7 @@ from carevault_api.accounts.service import create_user, ensure_tenant
 from carevault_api.auth.principal import Role
 from carevault_api.models_identity import OAuthClient
 from carevault_api.oauth import repository as clients
+from carevault_api.secrets import Secrets
 from carevault_common.db import create_engine, session_factory, session_scope
 from carevault_common.settings import DatabaseSettings, Environment
 
@@ -42,6 +43,13 @@ class SeedSettings(DatabaseSettings):
 
     public_url: str = "https://127.0.0.1:8443"
     environment: Environment = Environment.DEV
+    secrets_key_file: Path | None = None
+    secrets_previous_key_file: Path | None = None
+    signing_algorithm: str = "ES256"
+    access_token_ttl_seconds: int = 300
+
+    def secrets(self) -> Secrets:
+        return Secrets.from_files(self.secrets_key_file, self.secrets_previous_key_file)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -61,7 +69,7 @@ async def seed(settings: SeedSettings, state_dir: Path) -> list[str]:
             if await accounts.find_user(session, DEMO_TENANT, ADMIN_USERNAME) is None:
                 password = secrets.token_urlsafe(18)
                 roles = frozenset({Role.TENANT_ADMIN, Role.PLATFORM_ADMIN})
-                _, enrolment = await create_user(session, DEMO_TENANT, ADMIN_USERNAME, password, roles, with_totp=True)
+                _, enrolment = await create_user(session, DEMO_TENANT, ADMIN_USERNAME, password, roles, settings.secrets(), with_totp=True)
                 assert enrolment is not None
                 lines += [
                     "Demo administrator created (shown once, store it now):",
@@ -148,7 +156,13 @@ async def rotate(settings: SeedSettings) -> str:
 
     engine = create_engine(settings.database_url)
     try:
-        keys = SigningKeys(session_factory(engine), algorithm="ES256", rotate_after=timedelta(days=3650), token_ttl=3600)
+        keys = SigningKeys(
+            session_factory(engine),
+            algorithm=settings.signing_algorithm,
+            rotate_after=timedelta(days=3650),
+            token_ttl=settings.access_token_ttl_seconds,
+            secrets=settings.secrets(),
+        )
         await keys.ensure()
         return await keys.rotate()
     finally:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carevault_crypto.pki import SERVICES, ensure_ca, ensure_service_certificates
+from carevault_crypto.sealed import SealingKey
 
 DB_SERVICES = ("api", "records", "keyservice", "fileservice")
 # Start order: a service starts after what it calls, so readiness settles fast.
@@ -61,6 +62,11 @@ class MeshLayout:
     def dev_token_file(self) -> Path:
         return self.state_dir / "dev-token"
 
+    @property
+    def secrets_key_file(self) -> Path:
+        """api's sealing key (TOTP secrets and signing keys at rest)."""
+        return self.state_dir / "api-secrets.key"
+
     def log_file(self, service: str) -> Path:
         return self.state_dir / "logs" / f"{service}.log"
 
@@ -85,6 +91,7 @@ class MeshLayout:
                 values["REDIS_URL"] = self.redis_url
         elif service == "api":
             values["DEV_TOKEN_FILE"] = str(self.dev_token_file)
+            values["SECRETS_KEY_FILE"] = str(self.secrets_key_file)
             values["PUBLIC_URL"] = self.gateway_url
             if self.redis_url:
                 values["REDIS_URL"] = self.redis_url
@@ -115,6 +122,8 @@ def prepare_state(layout: MeshLayout) -> None:
     ensure_dev_doctor_key(layout.state_dir / "doctor")
     if not layout.dev_token_file.exists():
         _write_private(layout.dev_token_file, secrets.token_urlsafe(32))
+    if not layout.secrets_key_file.exists():
+        SealingKey.generate_file(layout.secrets_key_file)
 
 
 DEV_DOCTOR_WARNING = """\

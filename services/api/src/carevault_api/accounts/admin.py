@@ -22,6 +22,7 @@ from carevault_api.auth.scopes import parse_scopes
 from carevault_api.authorization.service import Grant
 from carevault_api.models_identity import OAuthClient, User
 from carevault_api.oauth import repository as clients
+from carevault_api.secrets import Secrets
 from carevault_common.errors import Forbidden, NotFound, UnprocessableEntity
 
 PLATFORM_ONLY_ROLES = frozenset({Role.PLATFORM_ADMIN, Role.HOSTING_DOCTOR})
@@ -52,12 +53,12 @@ def user_out(user: User, enrolment: Enrolment | None = None) -> UserOut:
     )
 
 
-async def add_user(session: AsyncSession, manage: Grant, assign: Grant, body: NewUser) -> UserOut:
+async def add_user(session: AsyncSession, manage: Grant, assign: Grant, body: NewUser, secrets_: Secrets) -> UserOut:
     tenant = _tenant(manage, body.tenant)
     _tenant(assign, tenant)
     roles = frozenset(body.roles)
     _check_roles(assign, roles)
-    user, enrolment = await create_user(session, tenant, body.username, body.password, roles, with_totp=body.totp)
+    user, enrolment = await create_user(session, tenant, body.username, body.password, roles, secrets_, with_totp=body.totp)
     return user_out(user, enrolment)
 
 
@@ -82,9 +83,9 @@ async def set_roles(session: AsyncSession, grant: Grant, user_id: str, roles: li
     return user_out(user)
 
 
-async def reset_totp(session: AsyncSession, grant: Grant, user_id: str) -> UserOut:
+async def reset_totp(session: AsyncSession, grant: Grant, user_id: str, secrets_: Secrets) -> UserOut:
     user = await _user_in_reach(session, grant, user_id)
-    enrolment = await enrol_totp(session, user)
+    enrolment = await enrol_totp(session, user, secrets_)
     await session.refresh(user)
     return user_out(user, enrolment)
 

@@ -55,6 +55,11 @@ async def set_totp(session: AsyncSession, user_id: str, secret: str | None) -> N
     await session.execute(update(User).where(User.id == user_id).values(totp_secret=secret, totp_last_step=None))
 
 
+async def set_totp_secret(session: AsyncSession, user_id: str, secret: str) -> None:
+    """Replace the stored form of the same secret (resealing): the last step accepted is kept."""
+    await session.execute(update(User).where(User.id == user_id).values(totp_secret=secret))
+
+
 async def set_roles(session: AsyncSession, user_id: str, roles: str) -> None:
     await session.execute(update(User).where(User.id == user_id).values(roles=roles))
 

@@ -12,7 +12,7 @@ from carevault_api.accounts import admin
 from carevault_api.accounts.schemas import ClientOut, NewClient, NewUser, PatientLinkIn, RolesUpdate, UserOut
 from carevault_api.authorization.matrix import Permission
 from carevault_api.authorization.service import Grant, require
-from carevault_api.deps import SessionDep
+from carevault_api.deps import SecretsDep, SessionDep
 
 router = APIRouter(prefix="/admin")
 
@@ -22,8 +22,8 @@ ManageClients = Annotated[Grant, Depends(require(Permission.CLIENTS_MANAGE))]
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: NewUser, manage: ManageUsers, assign: AssignRoles, session: SessionDep) -> UserOut:
-    return await admin.add_user(session, manage, assign, body)
+async def create_user(body: NewUser, manage: ManageUsers, assign: AssignRoles, session: SessionDep, secrets: SecretsDep) -> UserOut:
+    return await admin.add_user(session, manage, assign, body, secrets)
 
 
 @router.get("/users")
@@ -37,8 +37,8 @@ async def set_roles(user_id: str, body: RolesUpdate, assign: AssignRoles, sessio
 
 
 @router.post("/users/{user_id}/totp")
-async def reset_totp(user_id: str, manage: ManageUsers, session: SessionDep) -> UserOut:
-    return await admin.reset_totp(session, manage, user_id)
+async def reset_totp(user_id: str, manage: ManageUsers, session: SessionDep, secrets: SecretsDep) -> UserOut:
+    return await admin.reset_totp(session, manage, user_id, secrets)
 
 
 @router.post("/users/{user_id}/patients", status_code=204)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 import time
 import uuid
@@ -25,9 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carevault_api.accounts import repository
 from carevault_api.auth.principal import SECOND_FACTOR_ROLES, Role
 from carevault_api.models_identity import Tenant, User
+from carevault_api.secrets import TOTP, Secrets
 from carevault_common.db import session_scope
 from carevault_common.errors import Conflict, ProblemError, Unauthorized
+from carevault_crypto import DecryptionError
 
+logger = logging.getLogger("carevault.api.accounts")
 # argon2id (the library's default type) with RFC 9106's second recommended profile.
 _HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
@@ -104,7 +108,14 @@ async def ensure_tenant(session: AsyncSession, tenant_id: str, name: str) -> Non
 
 
 async def create_user(
-    session: AsyncSession, tenant: str, username: str, password: str, roles: frozenset[Role], *, with_totp: bool | None = None
+    session: AsyncSession,
+    tenant: str,
+    username: str,
+    password: str,
+    roles: frozenset[Role],
+    secrets_: Secrets,
+    *,
+    with_totp: bool | None = None,
 ) -> tuple[User, Enrolment | None]:
     if len(password) < MIN_PASSWORD:
         raise ProblemError(f"Passwords have at least {MIN_PASSWORD} characters.", status=422, code="weak-password")
@@ -128,48 +139,57 @@ async def create_user(
     await repository.add(session, user)
     enrolment = None
     if with_totp or (with_totp is None and roles & SECOND_FACTOR_ROLES):
-        enrolment = await enrol_totp(session, user)
+        enrolment = await enrol_totp(session, user, secrets_)
     return user, enrolment
 
 
-async def enrol_totp(session: AsyncSession, user: User) -> Enrolment:
-    """A new TOTP secret and new recovery codes (the old ones stop working)."""
+async def enrol_totp(session: AsyncSession, user: User, secrets_: Secrets) -> Enrolment:
+    """A new TOTP secret (stored sealed) and new recovery codes (the old ones stop working)."""
     secret = pyotp.random_base32(length=32)
-    await repository.set_totp(session, user.id, secret)
+    await repository.set_totp(session, user.id, secrets_.seal(secret, purpose=TOTP, owner=user.id))
     codes = [secrets.token_hex(8) for _ in range(RECOVERY_CODES)]
     await repository.replace_recovery_codes(session, user.id, [_hash_code(c) for c in codes])
     uri = pyotp.TOTP(secret, interval=TOTP_STEP).provisioning_uri(name=f"{user.username}@{user.tenant}", issuer_name=ISSUER_NAME)
     return Enrolment(secret, uri, codes)
 
 
-async def _check_second_factor(session: AsyncSession, user: User, code: str) -> bool:
+async def _check_second_factor(session: AsyncSession, user: User, code: str, secrets_: Secrets) -> bool:
     code = code.strip()
     if not code or user.totp_secret is None:
         return False
     if len(code) == 6 and code.isdigit():
-        totp = pyotp.TOTP(user.totp_secret, interval=TOTP_STEP)
+        try:
+            secret = secrets_.open(user.totp_secret, purpose=TOTP, owner=user.id)
+        except DecryptionError:
+            logger.error("a TOTP secret does not open with the configured key", extra={"event": "totp-secret-unreadable"})
+            return False
+        totp = pyotp.TOTP(secret, interval=TOTP_STEP)
         now_step = int(time.time()) // TOTP_STEP
         for step in range(now_step - TOTP_WINDOW, now_step + TOTP_WINDOW + 1):
             if secrets.compare_digest(totp.at(step * TOTP_STEP), code):
+                if secrets_.needs_resealing(user.totp_secret):  # stored before sealing, or under the previous key
+                    await repository.set_totp_secret(session, user.id, secrets_.seal(secret, purpose=TOTP, owner=user.id))
                 return await repository.claim_totp_step(session, user.id, step)
         return False
     return await repository.use_recovery_code(session, user.id, _hash_code(code), datetime.now(UTC))
 
 
-async def sign_in(sessions: async_sessionmaker[AsyncSession], tenant: str, username: str, password: str, code: str) -> SignIn:
+async def sign_in(
+    sessions: async_sessionmaker[AsyncSession], secrets_: Secrets, tenant: str, username: str, password: str, code: str
+) -> SignIn:
     """Password, then the second factor when enrolled (mandatory for some roles).
 
     Runs in its own transaction, committed even when the sign-in fails: failures
     count towards the lockout and a used TOTP step stays used whatever the
     request does next. The error never says which part failed."""
     async with session_scope(sessions) as session:
-        outcome = await _sign_in(session, tenant, username, password, code)
+        outcome = await _sign_in(session, secrets_, tenant, username, password, code)
     if isinstance(outcome, ProblemError):
         raise outcome
     return outcome
 
 
-async def _sign_in(session: AsyncSession, tenant: str, username: str, password: str, code: str) -> SignIn | ProblemError:
+async def _sign_in(session: AsyncSession, secrets_: Secrets, tenant: str, username: str, password: str, code: str) -> SignIn | ProblemError:
     user = await repository.find_user(session, tenant, username)
     if user is None:
         await _verify_password(_DUMMY_HASH, password)  # same time as a real check
@@ -178,7 +198,7 @@ async def _sign_in(session: AsyncSession, tenant: str, username: str, password: 
     if user.locked_until is not None and _aware(user.locked_until) > now:
         return AccountLocked("Too many failed sign-ins; try again later.", headers={"retry-after": str(LOCK_BASE_SECONDS)})
     password_ok = await _verify_password(user.password_hash, password)
-    factor_ok = password_ok and await _check_second_factor(session, user, code)
+    factor_ok = password_ok and await _check_second_factor(session, user, code, secrets_)
     roles = parse_roles(user.roles)
     needs_factor = bool(roles & SECOND_FACTOR_ROLES) or user.totp_secret is not None
     if user.disabled or not password_ok or (needs_factor and not factor_ok):

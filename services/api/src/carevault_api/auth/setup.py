@@ -14,17 +14,21 @@ from carevault_api.config import Settings
 from carevault_api.oauth.markers import build_markers
 from carevault_api.oauth.revocation import build_revocations
 from carevault_api.oauth.service import OAuthService, OAuthSettings
+from carevault_api.secrets import Secrets
 from carevault_api.signing.service import SigningKeys
 from carevault_common.replay import LocalReplayCache, RedisReplayCache, ReplayCache
 
 
 async def start_sign_in(app: FastAPI, settings: Settings) -> None:
     sessions = app.state.sessions
+    secrets = Secrets.from_files(settings.secrets_key_file, settings.secrets_previous_key_file)
+    app.state.secrets = secrets
     keys = SigningKeys(
         sessions,
         algorithm=settings.signing_algorithm,
         rotate_after=timedelta(days=settings.signing_key_rotation_days),
         token_ttl=settings.access_token_ttl_seconds,
+        secrets=secrets,
     )
     await keys.ensure()
     # DPoP proofs live a minute: api's own check is per replica unless Redis is set

@@ -115,7 +115,12 @@ async def authorize_submit(request: Request, session: SessionDep) -> Response:
             raise AuthorizeError(checked.redirect_uri, "access_denied", "The user denied the request.", checked.state)
         try:
             signed_in = await sign_in(
-                request.app.state.sessions, form.get("tenant", ""), form.get("username", ""), form.get("password", ""), form.get("otp", "")
+                request.app.state.sessions,
+                request.app.state.secrets,
+                form.get("tenant", ""),
+                form.get("username", ""),
+                form.get("password", ""),
+                form.get("otp", ""),
             )
         except ProblemError as exc:
             return HTMLResponse(sign_in_page(checked, form, exc.detail), status_code=exc.status, headers=NO_STORE | exc.headers)

@@ -33,3 +33,7 @@ async def promote_next(session: AsyncSession, next_kid: str, current_kid: str | 
 
 async def drop_retired_before(session: AsyncSession, cutoff: datetime) -> None:
     await session.execute(delete(SigningKey).where(SigningKey.status == "retired", SigningKey.retired_at < cutoff))
+
+
+async def set_private_jwk(session: AsyncSession, kid: str, private_jwk: str) -> None:
+    await session.execute(update(SigningKey).where(SigningKey.kid == kid).values(private_jwk=private_jwk))

@@ -1,5 +1,6 @@
 """api's access-token signing keys: generated at first start, kept in api's
-database, rotated without downtime.
+database sealed under ``API_SECRETS_KEY_FILE`` (:mod:`carevault_api.secrets`),
+rotated without downtime.
 
 JWKS always publishes the ``current`` key (signing), the ``next`` key (signing
 after the next rotation, so every verifier already knows it when it starts
@@ -20,6 +21,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey, import_key
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carevault_api.models_identity import SigningKey
+from carevault_api.secrets import SIGNING_KEY, Secrets
 from carevault_api.signing import repository
 from carevault_common.db import session_scope
 from carevault_common.jose import ACCESS_TOKEN_ALGORITHMS, ACCESS_TOKEN_TYPE
@@ -28,7 +30,7 @@ logger = logging.getLogger("carevault.api.signing")
 RELOAD_SECONDS = 60.0
 
 
-def _generate(alg: str, now: datetime, status: str) -> SigningKey:
+def _generate(alg: str, now: datetime, status: str, secrets: Secrets) -> SigningKey:
     if alg not in ACCESS_TOKEN_ALGORITHMS:
         raise ValueError(f"unsupported signing algorithm {alg}")
     kid = uuid.uuid4().hex
@@ -38,7 +40,7 @@ def _generate(alg: str, now: datetime, status: str) -> SigningKey:
     return SigningKey(
         kid=kid,
         alg=alg,
-        private_jwk=orjson.dumps(key.as_dict(private=True)).decode(),
+        private_jwk=secrets.seal(orjson.dumps(key.as_dict(private=True)).decode(), purpose=SIGNING_KEY, owner=kid),
         status=status,
         created_at=now,
         activated_at=now if status == "current" else None,
@@ -47,22 +49,37 @@ def _generate(alg: str, now: datetime, status: str) -> SigningKey:
 
 
 class SigningKeys:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, algorithm: str, rotate_after: timedelta, token_ttl: int) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        algorithm: str,
+        rotate_after: timedelta,
+        token_ttl: int,
+        secrets: Secrets,
+    ) -> None:
         self.sessions, self.algorithm, self.rotate_after, self.token_ttl = sessions, algorithm, rotate_after, token_ttl
+        self.secrets = secrets
         self._rows: list[SigningKey] = []
         self._public = KeySet([])
         self._signer: tuple[str, str, Any] | None = None
+        self._published: list[dict[str, Any]] = []
         self._loaded_at = 0.0
 
     async def ensure(self) -> None:
-        """Load the keys; on first start (or with no signing key left) create a current and a next key."""
+        """Load the keys; on first start (or with no signing key left) create a current and a next key.
+        Keys stored unsealed (or under the previous sealing key) are resealed."""
         async with session_scope(self.sessions) as session:
             rows = await repository.all_keys(session)
             now = datetime.now(UTC)
             if not any(r.status == "current" for r in rows):
-                await repository.insert(session, _generate(self.algorithm, now, "current"))
+                await repository.insert(session, _generate(self.algorithm, now, "current", self.secrets))
             if not any(r.status == "next" for r in rows):
-                await repository.insert(session, _generate(self.algorithm, now, "next"))
+                await repository.insert(session, _generate(self.algorithm, now, "next", self.secrets))
+            for row in rows:
+                if self.secrets.needs_resealing(row.private_jwk):
+                    clear = self.secrets.open(row.private_jwk, purpose=SIGNING_KEY, owner=row.kid)
+                    await repository.set_private_jwk(session, row.kid, self.secrets.seal(clear, purpose=SIGNING_KEY, owner=row.kid))
         await self.reload()
 
     async def reload(self) -> None:
@@ -75,8 +92,9 @@ class SigningKeys:
         self._install(rows)
 
     def _install(self, rows: list[SigningKey]) -> None:
-        keys = [import_key(orjson.loads(r.private_jwk)) for r in rows]
+        keys = [import_key(orjson.loads(self.secrets.open(r.private_jwk, purpose=SIGNING_KEY, owner=r.kid))) for r in rows]
         self._public = KeySet([import_key(k.as_dict(private=False)) for k in keys])
+        self._published = [{**k.as_dict(private=False), "alg": r.alg, "use": "sig", "kid": r.kid} for r, k in zip(rows, keys, strict=True)]
         current = [(r, k) for r, k in zip(rows, keys, strict=True) if r.status == "current"]
         if current:
             row, key = max(current, key=lambda rk: _aware(rk[0].activated_at or rk[0].created_at))
@@ -99,7 +117,7 @@ class SigningKeys:
         if nxt is None:
             return
         if await repository.promote_next(session, nxt.kid, current.kid if current else None, now):
-            await repository.insert(session, _generate(self.algorithm, now, "next"))
+            await repository.insert(session, _generate(self.algorithm, now, "next", self.secrets))
             logger.info("signing key rotated", extra={"event": "signing-key-rotated", "kid": nxt.kid})
         await repository.drop_retired_before(session, now - timedelta(seconds=self.token_ttl * 2 + 60))
 
@@ -112,11 +130,7 @@ class SigningKeys:
         return self._public
 
     def jwks(self) -> dict[str, Any]:
-        out = []
-        for row in self._rows:
-            public = import_key(orjson.loads(row.private_jwk)).as_dict(private=False)
-            out.append({**public, "alg": row.alg, "use": "sig", "kid": row.kid})
-        return {"keys": out}
+        return {"keys": list(self._published)}
 
     def sign(self, claims: dict[str, Any]) -> str:
         if self._signer is None:

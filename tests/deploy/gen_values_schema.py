@@ -157,6 +157,7 @@ API_EXTRA: dict[str, Schema] = {
         }
     ),
     "redis": REDIS,
+    "secretsKey": obj({"existingSecret": string(**K8S_NAME), "key": string(minLength=1), "previousKey": string()}),
 }
 
 KEYSERVICE_EXTRA: dict[str, Schema] = {

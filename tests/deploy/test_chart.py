@@ -192,3 +192,14 @@ def test_public_url_is_the_same_for_gateway_and_api() -> None:
 def test_api_redis_needs_its_secret() -> None:
     result = _prod("--set", "api.redis.existingSecret=")
     assert result.returncode != 0 and "api.redis.existingSecret" in result.stderr, result.stderr
+
+
+def test_api_seals_its_secrets_with_a_mounted_key() -> None:
+    for name in ("prod", "preprod", "demo"):
+        r = render(name)
+        data = r.named("ConfigMap", "cv-carevault-api")["data"]
+        assert data["API_SECRETS_KEY_FILE"] == "/var/run/carevault/secrets-key/key", name
+        pod = r.named("Deployment", "cv-carevault-api")["spec"]["template"]["spec"]
+        assert any(v["name"] == "secrets-key" and v["secret"]["secretName"] for v in pod["volumes"]), name
+    result = _prod("--set", "api.secretsKey.existingSecret=")
+    assert result.returncode != 0 and "api.secretsKey.existingSecret" in result.stderr, result.stderr

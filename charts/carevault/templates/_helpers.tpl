@@ -277,6 +277,12 @@ API_ACCESS_TOKEN_TTL_SECONDS: {{ $v.auth.accessTokenTtlSeconds | quote }}
 API_SIGNING_ALGORITHM: {{ $v.auth.signingAlgorithm | quote }}
 API_SIGNING_KEY_ROTATION_DAYS: {{ $v.auth.signingKeyRotationDays | quote }}
 API_REVOCATION_REFRESH_SECONDS: {{ $v.auth.revocationRefreshSeconds | quote }}
+{{- if $v.secretsKey.existingSecret }}
+API_SECRETS_KEY_FILE: /var/run/carevault/secrets-key/key
+{{- if $v.secretsKey.previousKey }}
+API_SECRETS_PREVIOUS_KEY_FILE: /var/run/carevault/secrets-key/previous
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if eq $svc "keyservice" }}
 KEYSERVICE_DOCTOR_KEYS_DIR: /var/run/carevault/doctor-keys

@@ -86,6 +86,9 @@ All problems are reported at once.
 {{- if and $a.redis.enabled (not $a.redis.existingSecret) -}}
 {{- $errors = append $errors "api.redis.existingSecret is required when api.redis.enabled is true" -}}
 {{- end -}}
+{{- if and (ne $env "dev") (not $a.secretsKey.existingSecret) -}}
+{{- $errors = append $errors "api.secretsKey.existingSecret is required outside dev: api seals TOTP secrets and signing keys with it" -}}
+{{- end -}}
 
 {{- $k := $v.keyservice.doctorKeys -}}
 {{- if and $k.existingConfigMap $k.existingSecret -}}

@@ -160,6 +160,11 @@ spec:
               mountPath: /var/run/carevault/redis
               readOnly: true
             {{- end }}
+            {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
+            - name: secrets-key
+              mountPath: /var/run/carevault/secrets-key
+              readOnly: true
+            {{- end }}
             {{- if eq $svc "keyservice" }}
             - name: doctor-keys
               mountPath: /var/run/carevault/doctor-keys
@@ -206,6 +211,19 @@ spec:
             items:
               - key: {{ $v.redis.key }}
                 path: url
+        {{- end }}
+        {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
+        - name: secrets-key
+          secret:
+            secretName: {{ $v.secretsKey.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $v.secretsKey.key }}
+                path: key
+              {{- if $v.secretsKey.previousKey }}
+              - key: {{ $v.secretsKey.previousKey }}
+                path: previous
+              {{- end }}
         {{- end }}
         {{- if eq $svc "keyservice" }}
         - name: doctor-keys

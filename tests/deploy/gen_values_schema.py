@@ -158,6 +158,7 @@ API_EXTRA: dict[str, Schema] = {
     ),
     "redis": REDIS,
     "secretsKey": obj({"existingSecret": string(**K8S_NAME), "key": string(minLength=1), "previousKey": string()}),
+    "recordsBundleTimeoutSeconds": integer(1, 3600),
 }
 
 KEYSERVICE_EXTRA: dict[str, Schema] = {

@@ -277,6 +277,7 @@ API_ACCESS_TOKEN_TTL_SECONDS: {{ $v.auth.accessTokenTtlSeconds | quote }}
 API_SIGNING_ALGORITHM: {{ $v.auth.signingAlgorithm | quote }}
 API_SIGNING_KEY_ROTATION_DAYS: {{ $v.auth.signingKeyRotationDays | quote }}
 API_REVOCATION_REFRESH_SECONDS: {{ $v.auth.revocationRefreshSeconds | quote }}
+API_RECORDS_BUNDLE_TIMEOUT_SECONDS: {{ $v.recordsBundleTimeoutSeconds | quote }}
 {{- if $v.secretsKey.existingSecret }}
 API_SECRETS_KEY_FILE: /var/run/carevault/secrets-key/key
 {{- if $v.secretsKey.previousKey }}

@@ -18,6 +18,8 @@ class Settings(ServiceSettings, DatabaseSettings):
     records_url: str = "https://127.0.0.1:8445"
     fileservice_url: str = "https://127.0.0.1:8447"
     keyservice_url: str = "https://127.0.0.1:8446"
+    # How long records may take over a transaction or batch Bundle (other calls: 15 s).
+    records_bundle_timeout_seconds: float = 120.0
     # Development authentication: a bearer token read from this file grants the
     # "dev" tenant's FHIR data. Refused outside the dev environment.
     dev_token_file: Path | None = None

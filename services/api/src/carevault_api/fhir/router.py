@@ -35,7 +35,9 @@ async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
     """Transaction and batch Bundles at the FHIR base (with or without its slash)."""
     access = await authorize_bundle(request, principal)
     headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
-    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+    # A transaction of thousands of entries takes records longer than one resource does.
+    timeout = request.app.state.settings.records_bundle_timeout_seconds
+    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir", timeout_seconds=timeout)
     await after_write(request, principal, access, response)
     return response
 

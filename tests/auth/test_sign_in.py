@@ -305,3 +305,36 @@ async def test_totp_secrets_and_signing_keys_are_sealed_at_rest(mesh: RunningMes
     for (value,) in secrets + keys:
         assert isinstance(value, str) and value.startswith("cvs1."), "stored unsealed"
         assert '"d"' not in value
+
+
+async def test_clinic_with_keys_at_a_jwks_url(mesh: RunningMesh) -> None:
+    """SMART Backend Services clients may register a JWKS URL instead of a JWKS: api
+    fetches it (here a local server, allowed by the dev-only API_JWKS_URI_PRIVATE_NETWORKS)."""
+    import orjson
+    from aiohttp import web
+
+    from tests.auth.support import admin_post, new_client_key
+
+    public, private = new_client_key()
+
+    async def jwks(_: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps({"keys": [public]}), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/jwks.json"  # type: ignore[union-attr]
+    try:
+        body = {"tenant": "demo", "name": "clinic", "kind": "backend", "jwks_uri": url, "scopes": "system/Organization.rs"}
+        created = await admin_post(mesh, "/admin/clients", body)
+        assert created["jwks_uri"] == url
+        clinic = await backend_session(mesh, created["client_id"], private, scope="system/Organization.rs")
+        assert (await clinic.request("GET", "/fhir/Organization")).status_code == 200
+        admin = await admin_session(mesh)
+        both = await admin.request("POST", "/admin/clients", json=body | {"jwks": {"keys": [public]}})
+        assert both.status_code == 422, both.text
+    finally:
+        await runner.cleanup()

@@ -34,6 +34,8 @@ class Settings(ServiceSettings, DatabaseSettings):
     # ES256 or EdDSA.
     signing_algorithm: str = "ES256"
     signing_key_rotation_days: float = 30.0
+    # Dev only: clients' JWKS URLs may be http and name private or loopback addresses.
+    jwks_uri_private_networks: bool = False
     # The key sealing TOTP secrets and signing keys in api's database (32 random bytes,
     # base64url; `carevault-api new-secrets-key FILE` writes one). Required but in dev.
     secrets_key_file: Path | None = None
@@ -53,6 +55,8 @@ class Settings(ServiceSettings, DatabaseSettings):
             raise ValueError("signing_algorithm must be ES256 or EdDSA")
         if self.secrets_key_file is None and self.environment != Environment.DEV:
             raise ValueError("secrets_key_file is required outside the dev environment (TOTP secrets and signing keys are sealed with it)")
+        if self.jwks_uri_private_networks and self.environment != Environment.DEV:
+            raise ValueError("jwks_uri_private_networks is a development aid and is refused outside the dev environment")
         if not 0.5 <= self.revocation_refresh_seconds <= 60:
             raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
         if not 30 <= self.access_token_ttl_seconds <= 3600:

@@ -22,6 +22,7 @@ from carevault_api.auth.scopes import parse_scopes
 from carevault_api.authorization.service import Grant
 from carevault_api.models_identity import OAuthClient, User
 from carevault_api.oauth import repository as clients
+from carevault_api.oauth.jwks_fetch import check_jwks_uri
 from carevault_api.secrets import Secrets
 from carevault_common.errors import Forbidden, NotFound, UnprocessableEntity
 
@@ -103,19 +104,25 @@ def client_out(client: OAuthClient) -> ClientOut:
         tenant=client.tenant,
         name=client.name,
         kind=client.kind,
+        jwks_uri=client.jwks_uri,
         scopes=client.scopes,
         redirect_uris=orjson.loads(client.redirect_uris),
         disabled=client.disabled,
     )
 
 
-def validate_client(body: NewClient) -> str | None:
+def validate_client(body: NewClient, *, private_networks: bool = False) -> str | None:
     scopes, _, rejected = parse_scopes(body.scopes)
     if rejected or not scopes:
         raise UnprocessableEntity("scopes must be SMART v2 resource scopes.")
     if body.kind == "backend":
-        if not body.jwks:
-            raise UnprocessableEntity("A backend client registers its public keys (jwks).")
+        if bool(body.jwks) == bool(body.jwks_uri):
+            raise UnprocessableEntity("A backend client registers its public keys: jwks or jwks_uri, one of them.")
+        if body.jwks_uri:
+            problem = check_jwks_uri(body.jwks_uri, private_networks=private_networks)
+            if problem is not None:
+                raise UnprocessableEntity(problem + ".")
+            return None
         try:
             keys = KeySet.import_key_set(body.jwks)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError):
@@ -128,16 +135,16 @@ def validate_client(body: NewClient) -> str | None:
     return None
 
 
-async def add_client(session: AsyncSession, grant: Grant, body: NewClient) -> ClientOut:
+async def add_client(session: AsyncSession, grant: Grant, body: NewClient, *, private_networks: bool = False) -> ClientOut:
     tenant = _tenant(grant, body.tenant)
-    jwks = validate_client(body)
+    jwks = validate_client(body, private_networks=private_networks)
     client = OAuthClient(
         client_id=str(uuid.uuid4()),
         tenant=tenant,
         name=body.name,
         kind=body.kind,
         jwks=jwks,
-        jwks_uri=None,
+        jwks_uri=body.jwks_uri if body.kind == "backend" else None,
         redirect_uris=orjson.dumps(body.redirect_uris).decode(),
         scopes=body.scopes,
         roles=Role.CLINIC_CLIENT.value if body.kind == "backend" else "",

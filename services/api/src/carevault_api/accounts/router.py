@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from carevault_api.accounts import admin
@@ -48,8 +48,9 @@ async def link_patient(user_id: str, body: PatientLinkIn, manage: ManageUsers, s
 
 
 @router.post("/clients", status_code=201)
-async def create_client(body: NewClient, manage: ManageClients, session: SessionDep) -> ClientOut:
-    return await admin.add_client(session, manage, body)
+async def create_client(body: NewClient, manage: ManageClients, session: SessionDep, request: Request) -> ClientOut:
+    private_networks = request.app.state.settings.jwks_uri_private_networks
+    return await admin.add_client(session, manage, body, private_networks=private_networks)
 
 
 @router.get("/clients")

@@ -46,6 +46,7 @@ class NewClient(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["backend", "app"]
     jwks: dict[str, object] | None = Field(default=None, description="backend clients: their public keys (RS384/ES384)")
+    jwks_uri: str | None = Field(default=None, max_length=2000, description="backend clients: or the https URL of their JWKS")
     redirect_uris: list[str] = Field(default_factory=list)
     scopes: str = Field(min_length=1, max_length=2000)
 
@@ -55,6 +56,7 @@ class ClientOut(BaseModel):
     tenant: str
     name: str
     kind: str
+    jwks_uri: str | None = None
     scopes: str
     redirect_uris: list[str]
     disabled: bool

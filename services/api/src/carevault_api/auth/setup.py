@@ -11,6 +11,7 @@ from carevault_api.auth.authenticator import Authenticator
 from carevault_api.auth.dev import DevTokenAuthenticator
 from carevault_api.authorization.fhir import FhirAuthorizer
 from carevault_api.config import Settings
+from carevault_api.oauth.jwks_fetch import JwksFetcher
 from carevault_api.oauth.markers import build_markers
 from carevault_api.oauth.revocation import build_revocations
 from carevault_api.oauth.service import OAuthService, OAuthSettings
@@ -43,6 +44,7 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
         assertions=build_markers(settings.redis_url, sessions, "assertion"),
         revoked=revoked,
         dpop_replay=dpop,
+        jwks_fetcher=JwksFetcher(private_networks=settings.jwks_uri_private_networks),
     )
     dev = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else None
     app.state.oauth = oauth
@@ -54,5 +56,5 @@ async def close_sign_in(app: FastAPI) -> None:
     oauth: OAuthService | None = getattr(app.state, "oauth", None)
     if oauth is None:
         return
-    for cache in (oauth.assertions, oauth.revoked, oauth.dpop_replay):
+    for cache in (oauth.assertions, oauth.revoked, oauth.dpop_replay, oauth.jwks_fetcher):
         await cache.close()

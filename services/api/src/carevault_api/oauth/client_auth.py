@@ -4,7 +4,9 @@
 JWT signed with RS384 or ES384 by a key of the client's registered JWKS, with
 ``iss`` = ``sub`` = client id, ``aud`` = the token endpoint, an ``exp`` at most
 five minutes ahead and a ``jti`` never seen before (checked in the replay store
-shared by every replica). Public app clients send only their ``client_id``.
+shared by every replica). The client's keys are its registered JWKS, or fetched
+from its registered JWKS URL (:mod:`carevault_api.oauth.jwks_fetch`). Public app
+clients send only their ``client_id``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carevault_api.models_identity import OAuthClient
 from carevault_api.oauth import repository
 from carevault_api.oauth.errors import OAuthError
+from carevault_api.oauth.jwks_fetch import JwksFetcher, JwksUnavailable
 from carevault_common.jose import unverified_header
 from carevault_common.replay import ReplayCache
 
@@ -35,7 +38,13 @@ def _invalid(description: str = "Client authentication failed.") -> OAuthError:
 
 
 async def authenticate_client(
-    session: AsyncSession, form: Mapping[str, str], *, audiences: frozenset[str], markers: ReplayCache, public_allowed: bool
+    session: AsyncSession,
+    form: Mapping[str, str],
+    *,
+    audiences: frozenset[str],
+    markers: ReplayCache,
+    public_allowed: bool,
+    fetcher: JwksFetcher | None = None,
 ) -> OAuthClient:
     """``audiences``: what the assertion's ``aud`` may name (the token endpoint,
     the issuer, or the endpoint being called)."""
@@ -60,9 +69,18 @@ async def authenticate_client(
     if form.get("client_id") not in (None, client_id):
         raise _invalid()
     client = await repository.get_client(session, client_id)
-    if client is None or client.disabled or client.kind != "backend" or not client.jwks:
+    if client is None or client.disabled or client.kind != "backend" or not (client.jwks or client.jwks_uri):
         raise _invalid()
-    keys = KeySet.import_key_set(orjson.loads(client.jwks))
+    if client.jwks:
+        keys = KeySet.import_key_set(orjson.loads(client.jwks))
+    else:
+        if fetcher is None or client.jwks_uri is None:
+            raise _invalid()
+        kid = header.get("kid")
+        try:
+            keys = await fetcher.keys(client.jwks_uri, kid if isinstance(kid, str) else None)
+        except JwksUnavailable:
+            raise _invalid("The client's JWKS URL could not be read.") from None
     try:
         claims = dict(jwt.decode(assertion, keys, algorithms=list(ASSERTION_ALGORITHMS)).claims)
     except (JoseError, ValueError):

@@ -35,6 +35,7 @@ from carevault_api.models_identity import AuthorizationCode, OAuthClient, Refres
 from carevault_api.oauth import repository
 from carevault_api.oauth.client_auth import authenticate_client
 from carevault_api.oauth.errors import OAuthError
+from carevault_api.oauth.jwks_fetch import JwksFetcher
 from carevault_api.oauth.revocation import RevocationList
 from carevault_api.signing.service import SigningKeys
 from carevault_common.db import session_scope
@@ -99,9 +100,11 @@ class OAuthService:
         assertions: ReplayCache,
         revoked: RevocationList,
         dpop_replay: ReplayCache,
+        jwks_fetcher: JwksFetcher | None = None,
     ) -> None:
         self.sessions, self.keys, self.settings = sessions, keys, settings
         self.assertions, self.revoked, self.dpop_replay = assertions, revoked, dpop_replay
+        self.jwks_fetcher = jwks_fetcher or JwksFetcher()
         # Signatures already verified (pure function of the token and the key set).
         self.verified = VerifiedTokens()
 
@@ -189,7 +192,9 @@ class OAuthService:
     async def _client(self, session: AsyncSession, form: Mapping[str, str], *, public_allowed: bool) -> OAuthClient:
         issuer = self.settings.issuer
         audiences = frozenset({issuer, f"{issuer}/oauth2/token", f"{issuer}/oauth2/introspect", f"{issuer}/oauth2/revoke"})
-        return await authenticate_client(session, form, audiences=audiences, markers=self.assertions, public_allowed=public_allowed)
+        return await authenticate_client(
+            session, form, audiences=audiences, markers=self.assertions, public_allowed=public_allowed, fetcher=self.jwks_fetcher
+        )
 
     async def _client_credentials(self, session: AsyncSession, form: Mapping[str, str], jkt: str | None) -> dict[str, Any]:
         client = await self._client(session, form, public_allowed=False)

@@ -7,7 +7,8 @@ says about a token is believed, so a stolen gateway certificate alone does not
 let anyone use a DPoP-bound token without its key): the pinned algorithms,
 signature, issuer and expiry of the token; the DPoP proof (signature by the
 key the token is bound to, method, URL from the public base URL, age,
-access-token hash, and its ``jti`` once in api's own replay cache); and also
+access-token hash, and its ``jti`` once per replica: platform-wide single use is
+the gateway's shared check, see docs/security-access.md); and also
 whether the token was revoked (:mod:`carevault_api.oauth.revocation`, from
 memory). What keeps this cheap: a token's signature is verified once per
 replica and remembered until it expires (only while its key is published), the

@@ -17,7 +17,7 @@ from carevault_api.oauth.revocation import build_revocations
 from carevault_api.oauth.service import OAuthService, OAuthSettings
 from carevault_api.secrets import Secrets
 from carevault_api.signing.service import SigningKeys
-from carevault_common.replay import LocalReplayCache, RedisReplayCache, ReplayCache
+from carevault_common.replay import LocalReplayCache
 
 
 async def start_sign_in(app: FastAPI, settings: Settings) -> None:
@@ -32,9 +32,9 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
         secrets=secrets,
     )
     await keys.ensure()
-    # DPoP proofs live a minute: api's own check is per replica unless Redis is set
-    # (the gateway's cache, shared through Redis, is the one every request meets first).
-    dpop: ReplayCache = RedisReplayCache(settings.redis_url, "carevault:api:dpop") if settings.redis_url else LocalReplayCache()
+    # DPoP proofs at the token endpoint: api is their only checker (the gateway lets sign-in
+    # through), so their jti is kept where every replica sees it (Redis, else api's database).
+    dpop = build_markers(settings.redis_url, sessions, "dpop")
     revoked = build_revocations(settings.redis_url, sessions, settings.revocation_refresh_seconds)
     await revoked.start()
     oauth = OAuthService(
@@ -48,7 +48,9 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
     )
     dev = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else None
     app.state.oauth = oauth
-    app.state.authenticator = Authenticator(oauth, settings.public_url, dpop, dev)
+    # DPoP proofs on resource requests: verified again here, their jti kept once per replica; the
+    # gateway's cache, shared through Redis, is what makes a proof single-use platform-wide.
+    app.state.authenticator = Authenticator(oauth, settings.public_url, LocalReplayCache(), dev)
     app.state.fhir_authorizer = FhirAuthorizer(sessions)
 
 

@@ -152,6 +152,19 @@ async def test_dpop_refusals(mesh: RunningMesh) -> None:
         # the token without its key: as a bearer token, or without a proof
         assert (await http.get(path, headers=base | {"authorization": f"Bearer {patient.token}"})).status_code == 401
         assert (await http.get(path, headers=base | {"authorization": f"DPoP {patient.token}"})).status_code == 401
+    # api checks again whatever the gateway checked: called directly with the gateway's own
+    # certificate (as a compromised gateway would), a bound token still needs a fresh proof by its key
+    import httpx
+
+    async with httpx.AsyncClient(base_url=mesh.layout.url("api"), verify=mesh.ssl_context("gateway"), timeout=10) as direct:
+        bound = base | {"authorization": f"DPoP {patient.token}"}
+        assert (await direct.get(path, headers=bound)).status_code == 401
+        assert (await direct.get(path, headers=base | {"authorization": f"Bearer {patient.token}"})).status_code == 401
+        fresh = patient.dpop.proof("GET", url, patient.token)
+        assert (await direct.get(path, headers=bound | {"dpop": fresh})).status_code == 200
+        assert (await direct.get(path, headers=bound | {"dpop": fresh})).status_code == 401, "a replayed proof"
+        other_key = DpopKey().proof("GET", url, patient.token)
+        assert (await direct.get(path, headers=bound | {"dpop": other_key})).status_code == 401
 
 
 async def test_reused_refresh_token_revokes_the_family(mesh: RunningMesh) -> None:

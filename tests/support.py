@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carevault_cli.mesh import DB_SERVICES, Mesh, MeshLayout, migrate_all, prepare_state
+from carevault_cli.mesh import DB_SERVICES, Mesh, MeshLayout, migrate_all, prepare_state, seed_demo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -83,6 +83,8 @@ class RunningMesh:
     layout: MeshLayout
     mesh: Mesh
     backend: str
+    # What `carevault-api seed` printed (the demo administrator's credentials).
+    seed_output: str = ""
 
     @property
     def state_dir(self) -> Path:
@@ -220,11 +222,12 @@ def running_mesh(
     )
     prepare_state(layout)
     migrate_all(layout)
+    seeded = seed_demo(layout)
     mesh = Mesh(layout)
     try:
         mesh.start()
         mesh.wait_ready(timeout=60)
-        yield RunningMesh(layout, mesh, backend)
+        yield RunningMesh(layout, mesh, backend, seeded)
     finally:
         mesh.stop()
 

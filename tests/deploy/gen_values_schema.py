@@ -123,6 +123,16 @@ def service_block(name: str, extra: dict[str, Schema]) -> Schema:
     return obj(properties, description=f"the {name} service")
 
 
+REDIS = obj(
+    {
+        "enabled": boolean(),
+        "existingSecret": string(**K8S_NAME),
+        "key": string(minLength=1),
+        "port": PORT,
+        **PEER,
+    }
+)
+
 GATEWAY_EXTRA: dict[str, Schema] = {
     "service": obj(
         {
@@ -132,16 +142,23 @@ GATEWAY_EXTRA: dict[str, Schema] = {
         }
     ),
     "publicHostnames": string_list(pattern=r"^[a-z0-9*]([-a-z0-9.]*[a-z0-9])?$"),
+    "publicUrl": string(pattern=r"^$|^https://[^\s/?#]+(/[^\s?#]*)?$"),
     "maxBodyBytes": integer(1),
-    "redis": obj(
+    "redis": REDIS,
+}
+
+API_EXTRA: dict[str, Schema] = {
+    "auth": obj(
         {
-            "enabled": boolean(),
-            "existingSecret": string(**K8S_NAME),
-            "key": string(minLength=1),
-            "port": PORT,
-            **PEER,
+            "accessTokenTtlSeconds": integer(30, 3600),
+            "signingAlgorithm": string(enum=["ES256", "EdDSA"]),
+            "signingKeyRotationDays": {"type": "number", "exclusiveMinimum": 0},
+            "revocationRefreshSeconds": {"type": "number", "minimum": 0.5, "maximum": 60},
         }
     ),
+    "redis": REDIS,
+    "secretsKey": obj({"existingSecret": string(**K8S_NAME), "key": string(minLength=1), "previousKey": string()}),
+    "recordsBundleTimeoutSeconds": integer(1, 3600),
 }
 
 KEYSERVICE_EXTRA: dict[str, Schema] = {
@@ -292,7 +309,7 @@ def build() -> Schema:
             ),
             "helmTest": obj({"enabled": boolean()}),
             "gateway": service_block("gateway", GATEWAY_EXTRA),
-            "api": service_block("api", {}),
+            "api": service_block("api", API_EXTRA),
             "records": service_block("records", {}),
             "keyservice": service_block("keyservice", KEYSERVICE_EXTRA),
             "fileservice": service_block("fileservice", FILESERVICE_EXTRA),

@@ -83,7 +83,15 @@ def _response_headers(upstream_headers: object) -> dict[str, str]:
     return {k: v for k, v in items if k.lower() not in HOP_BY_HOP}
 
 
-async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, headers: dict[str, str], path: str | None = None) -> Response:
+async def forward(
+    request: Request,
+    peer: ServiceClient,
+    max_body_bytes: int,
+    headers: dict[str, str],
+    path: str | None = None,
+    *,
+    timeout_seconds: float | None = None,
+) -> Response:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -98,7 +106,12 @@ async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, he
     else:
         body = _limited_stream(request, max_body_bytes)
     upstream = await peer.open(
-        request.method, path or request.url.path, body=body, headers=headers, params=list(request.query_params.multi_items())
+        request.method,
+        path or request.url.path,
+        body=body,
+        headers=headers,
+        params=list(request.query_params.multi_items()),
+        timeout_seconds=timeout_seconds,
     )
     response_headers = _response_headers(upstream.headers)
     length = upstream.headers.get("content-length")

@@ -1,4 +1,4 @@
-"""The FHIR API as seen from outside: authenticate, then hand the request to records."""
+"""The FHIR API as seen from outside: authenticate, authorize, then hand the request to records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from starlette.responses import Response
 
 from carevault_api.binaries.bundles import mentions_binary, process_bundle
 from carevault_api.deps import PrincipalDep
-from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
+from carevault_api.fhir.service import (
+    RECORDS_HEADERS,
+    after_write,
+    authorize,
+    authorize_bundle,
+    checked_read,
+    preflight_delete,
+    records_headers,
+)
 from carevault_common.errors import PayloadTooLarge
 from carevault_common.proxy import forward, forwarded_headers
 
@@ -28,7 +36,8 @@ async def capability_statement(request: Request) -> Response:
 async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
     """Transaction and batch Bundles at the FHIR base (with or without its slash).
     A Bundle that writes Binary resources has their content stored first."""
-    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
+    access = await authorize_bundle(request, principal)
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
     declared = request.headers.get("content-length")
     if declared is None or (declared.isdigit() and int(declared) <= MAX_FHIR_BODY):
         body = await request.body()
@@ -36,10 +45,21 @@ async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
             raise PayloadTooLarge("The request body exceeds the size limit.")
         if mentions_binary(body):
             return await process_bundle(request.app.state.binaries, headers, body, list(request.query_params.multi_items()))
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+    # A transaction of thousands of entries takes records longer than one resource does.
+    timeout = request.app.state.settings.records_bundle_timeout_seconds
+    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir", timeout_seconds=timeout)
+    await after_write(request, principal, access, response)
+    return response
 
 
 @router.api_route("/{path:path}", methods=FHIR_METHODS)
 async def fhir(request: Request, path: str, principal: PrincipalDep) -> Response:
-    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)
+    access = await authorize(request, principal, path)
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
+    if access.post_check is not None:
+        return await checked_read(request, principal, access, headers)
+    if access.preflight_delete is not None:
+        headers = await preflight_delete(request, principal, access, headers)
+    response = await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)
+    await after_write(request, principal, access, response)
+    return response

@@ -34,6 +34,8 @@ OWNER_ELEMENT: Final[Mapping[str, str]] = {
     "Observation": "subject",
     "Procedure": "subject",
     "Provenance": "target",
+    # carevault keys file content (Binary) to the patient its securityContext names.
+    "Binary": "securityContext",
 }
 DIRECTORY_TYPES: Final[frozenset[str]] = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole", "Medication"})
 #: Search parameters that name the patient of a search.

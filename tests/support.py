@@ -106,13 +106,8 @@ class RunningMesh:
     def fhir(self, **kwargs: object) -> httpx.AsyncClient:
         """A FHIR client of the gateway with the development bearer token."""
         headers = {"authorization": f"Bearer {self.dev_token}", "accept": "application/fhir+json"}
-        return httpx.AsyncClient(
-            base_url=self.layout.gateway_url + "/fhir",
-            verify=self.ssl_context(),
-            timeout=60,
-            headers=headers,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        options: dict[str, object] = {"timeout": 60, **kwargs}
+        return httpx.AsyncClient(base_url=self.layout.gateway_url + "/fhir", verify=self.ssl_context(), headers=headers, **options)  # type: ignore[arg-type]
 
     async def db_execute(self, service: str, sql: str, *args: object) -> list[tuple[object, ...]]:
         """Run SQL directly against a service's database (for tamper and scan tests)."""
@@ -152,17 +147,59 @@ class RunningMesh:
         return bytes(out)
 
     def state_files(self) -> bytes:
-        """Every file under the state directory except the databases (scanned above)
-        and the development hosting-doctor's private key material."""
+        """Every file under the state directory except the databases and the blob
+        store (scanned apart)."""
         out = bytearray()
         for path in sorted(self.state_dir.rglob("*")):
-            if path.is_file() and "db" not in path.parts:
+            relative = path.relative_to(self.state_dir).parts
+            if path.is_file() and relative[0] not in ("db", "blobs"):
+                out += path.read_bytes()
+        return bytes(out)
+
+    def blob_store(self) -> bytes:
+        """Every stored object and leftover upload of fileservice's local blob store:
+        ciphertext only, so no canary placed in an uploaded file may appear."""
+        out = bytearray()
+        for path in sorted((self.state_dir / "blobs").rglob("*")):
+            if path.is_file():
                 out += path.read_bytes()
         return bytes(out)
 
     def logs(self, service: str) -> str:
         path = self.layout.log_file(service)
         return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def free_port_offset() -> int:
+    """A port offset at which all ten ports of a mesh are free. Random, so that
+    test runs in parallel (other checkouts on the same machine) rarely collide."""
+    import random
+    import socket
+
+    from carevault_cli.mesh import MANAGEMENT_PORTS, TLS_PORTS
+
+    ports = [*TLS_PORTS.values(), *MANAGEMENT_PORTS.values()]
+    for _ in range(200):
+        offset = random.randrange(1000, 23000, 10)  # below the ephemeral port range
+        try:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free port range for a test mesh")
+
+
+async def drop_databases(prefix: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for service in DB_SERVICES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @contextmanager

@@ -1,8 +1,8 @@
 """The benchmark harness behind ``make bench`` (``python -m tests.bench``).
 
-It starts its own mesh on PostgreSQL and Redis (port offset 3000, databases
-``cvbench_*``) and a plaintext baseline app (``baseline.py``, database
-``cvbench_baseline``), drives each scenario with a bounded aiohttp load generator
+It starts its own mesh on PostgreSQL and Redis (on free ports, databases
+``cvbench<offset>_*``) and a plaintext baseline app (``baseline.py``, database
+``cvbench<offset>_baseline``), drives each scenario with a bounded aiohttp load generator
 (``loadgen.py``), and writes ``docs/benchmarks.md`` (``report.py``). Not part of
 ``make test``: nothing here asserts on time. ``--smoke`` checks that it works.
 

@@ -21,7 +21,7 @@ from tests.bench.loadgen import Endpoint, LoadSpec
 from tests.bench.machine import describe
 from tests.bench.procstat import CpuMeter, Snapshot, peak_rss_mib
 from tests.bench.report import RunInfo, render
-from tests.bench.stack import STATE_ROOT, Stack, bench_stack
+from tests.bench.stack import PORT_OFFSET, STATE_ROOT, Stack, bench_stack
 from tests.support import REPO_ROOT
 
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     before = CpuMeter.usage(*_one_second_of_cpu())
     if before.machine_utilisation > 0.25:
         progress(f"the machine is already {before.machine_utilisation:.0%} busy: the figures will be lower than on an idle machine")
-    progress(f"starting the mesh (PostgreSQL + Redis, port offset 3000) and the baseline; {len(chosen)} scenario(s)")
+    progress(f"starting the mesh (PostgreSQL + Redis, port offset {PORT_OFFSET}) and the baseline; {len(chosen)} scenario(s)")
     try:
         with bench_stack(args.mesh_env) as stack:
             progress(f"ready in {time.monotonic() - clock:.0f} s: gateway {stack.mesh.layout.gateway_url}, baseline {stack.baseline_url}")

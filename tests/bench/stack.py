@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.procstat import process_start_ticks
-from tests.support import POSTGRES_URL, REPO_ROOT, RunningMesh, running_mesh
+from tests.support import POSTGRES_URL, REPO_ROOT, RunningMesh, drop_databases, free_port_offset, running_mesh
 
-PORT_OFFSET = 3000  # tests use 1000 and 1100; `make run` uses 0
-DB_PREFIX = "cvbench"
-BASELINE_DB = "cvbench_baseline"
+# Free ports and databases of this run's own: other runs (tests, another checkout's
+# benchmark) may share the machine and its PostgreSQL.
+PORT_OFFSET = free_port_offset()
+DB_PREFIX = f"cvbench{PORT_OFFSET}"
+BASELINE_DB = f"{DB_PREFIX}_baseline"
 BASELINE_PORT = 8400 + PORT_OFFSET
 STATE_ROOT = REPO_ROOT / ".carevault" / "bench"
 # The gateway's per-client rate limit would turn a loopback load test into 429s;
@@ -158,7 +160,7 @@ def _ignore_signals() -> None:
 
 @contextmanager
 def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """The mesh (PostgreSQL + Redis, port offset 3000) and the baseline, up and ready;
+    """The mesh (PostgreSQL + Redis, on free ports) and the baseline, up and ready;
     both stopped on exit, whatever the exit. ``mesh_env`` adds to the services' environment."""
     # SIGTERM behaves as Ctrl-C: unwinds through every `finally` below (SIGINT is set
     # too, in case this was started with it ignored, as background jobs are).
@@ -182,3 +184,16 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
     finally:
         _ignore_signals()
         _pidfile().unlink(missing_ok=True)
+        asyncio.run(_drop_run_databases())
+
+
+async def _drop_run_databases() -> None:
+    """The run's databases go with it (the scale scenario leaves gigabytes)."""
+    import asyncpg
+
+    await drop_databases(DB_PREFIX)
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BASELINE_DB}" WITH (FORCE)')
+    finally:
+        await conn.close()

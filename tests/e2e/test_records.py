@@ -213,3 +213,55 @@ async def test_patient_create_fails_whole_when_keyservice_is_down(fhir: httpx.As
     finally:
         mesh.mesh.start_one("keyservice")
         mesh.mesh.wait_ready(services=("keyservice", "records", "api", "gateway"))
+
+
+async def test_capability_statement_is_public_and_lists_what_is_supported(mesh: RunningMesh) -> None:
+    async with mesh.client() as client:
+        resp = await client.get("/fhir/metadata")
+    assert resp.status_code == 200
+    statement = resp.json()
+    assert statement["resourceType"] == "CapabilityStatement"
+    assert statement["fhirVersion"] == "4.0.1"
+    types = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert "Observation" in types
+    assert {i["code"] for i in types["Observation"]["interaction"]} >= {
+        "read",
+        "vread",
+        "update",
+        "delete",
+        "history-instance",
+        "create",
+        "search-type",
+    }
+    assert "Binary" in types
+    assert "X-Security-Context" in types["Binary"]["documentation"]
+
+
+async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:
+    async with mesh.client() as client:
+        resp = await client.get("/fhir/Observation")
+    assert resp.status_code == 401
+    assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_batch_entries_fail_alone_and_transactions_fail_whole(fhir: httpx.AsyncClient) -> None:
+    key = new_patient_key()
+    patient_id = await create_patient(fhir, key)
+    missing = {**observation(patient_id), "id": "no-such-observation"}
+    entries = [
+        {"resource": observation(patient_id), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": missing, "request": {"method": "PUT", "url": "Observation/no-such-observation"}},  # 404 when applied
+    ]
+    headers = {"x-patient-key": key, "content-type": "application/fhir+json"}
+
+    batch = await fhir.post("/", json={"resourceType": "Bundle", "type": "batch", "entry": entries}, headers=headers)
+    assert batch.status_code == 200, batch.text
+    statuses = [e["response"]["status"] for e in batch.json()["entry"]]
+    assert statuses[0].startswith("201")
+    assert not statuses[1].startswith("2")
+
+    before = len((await fhir.get("/Observation", params={"patient": patient_id}, headers=headers)).json()["entry"])
+    transaction = await fhir.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}, headers=headers)
+    assert 400 <= transaction.status_code < 500
+    after = len((await fhir.get("/Observation", params={"patient": patient_id}, headers=headers)).json()["entry"])
+    assert after == before == 1

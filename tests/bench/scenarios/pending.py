@@ -3,17 +3,7 @@
 
 from __future__ import annotations
 
-from tests.bench.framework import FILES, RECORDS, SIGN_IN, BenchContext, Goal, Measured, Skip, scenario
-
-
-@scenario(
-    "records-scale",
-    group=RECORDS,
-    title="Scale: read and patient search at 1,000,000 records / 10,000 patients vs 10,000 records",
-    goal=Goal(text="p50 within 1.5 times the 10,000-record figure"),
-)
-async def records_scale(ctx: BenchContext) -> Measured:
-    raise Skip("no scenario yet (needs the bulk seeding path of issue 8)")
+from tests.bench.framework import FILES, SIGN_IN, BenchContext, Goal, Measured, Skip, scenario
 
 
 @scenario(

@@ -39,3 +39,17 @@ async def latest_packages(session: AsyncSession, tenant: str, patient_id: str) -
 async def delete_patient(session: AsyncSession, tenant: str, patient_id: str) -> int:
     result = await session.execute(delete(EscrowPackage).where(EscrowPackage.tenant == tenant, EscrowPackage.patient_id == patient_id))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def packages_for_doctor_key(session: AsyncSession, doctor_key_id: str, after_id: int, limit: int) -> list[EscrowPackage]:
+    rows = await session.execute(
+        select(EscrowPackage)
+        .where(EscrowPackage.doctor_key_id == doctor_key_id, EscrowPackage.id > after_id)
+        .order_by(EscrowPackage.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def has_key_version(session: AsyncSession, tenant: str, patient_id: str, key_version: int) -> bool:
+    return bool(await doctor_keys_with_package(session, tenant, patient_id, key_version))

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from carevault_api.auth.dev import DevTokenAuthenticator, RefuseAll
+from carevault_api.binaries.router import router as binaries_router
+from carevault_api.binaries.service import BinaryService
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
@@ -17,20 +19,27 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.mtls import client_context_for, require_callers
 
+MIB = 1024 * 1024
+
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         context = client_context_for(settings)
-        records = RecordsClient("records", settings.records_url, context)
-        files = FileserviceClient("fileservice", settings.fileservice_url, context)
+        # A transaction of thousands of entries is one call: allow it time.
+        records = RecordsClient("records", settings.records_url, context, timeout_seconds=120)
+        # File transfers last as long as they must; a stalled one fails.
+        files = FileserviceClient(
+            "fileservice", settings.fileservice_url, context, read_timeout_seconds=settings.file_transfer_idle_seconds
+        )
         keys = KeyserviceClient("keyservice", settings.keyservice_url, context)
         for client in (records, files, keys):
             await client.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
+        app.state.binaries = BinaryService(records, files, max_bytes=settings.max_binary_bytes, json_limit=settings.binary_json_limit)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "records", records.is_ready)
         add_readiness_check(app, "fileservice", files.is_ready)
@@ -47,5 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.include_router(mesh_router(app, "gateway"))
     app.state.authenticator = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else RefuseAll()
+    # Binary first: the generic FHIR routes would send its content to records.
+    app.include_router(binaries_router, dependencies=[Depends(require_callers("gateway"))])
     app.include_router(fhir_router, dependencies=[Depends(require_callers("gateway"))])
     return app

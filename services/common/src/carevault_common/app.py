@@ -39,7 +39,8 @@ def build_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **kwargs: Any,
 ) -> FastAPI:
-    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, **kwargs)
+    # No trailing-slash redirects: a redirected POST loses its body through a proxy.
+    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, redirect_slashes=False, **kwargs)
     app.state.readiness_checks = []
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))

@@ -52,18 +52,34 @@ class ServiceClient:
         timeout_seconds: float = 15.0,
         connect_timeout_seconds: float = 3.0,
         max_connections: int = 100,
+        read_timeout_seconds: float | None = None,
+        read_buffer_bytes: int = 64 * 1024,
     ) -> None:
+        """``timeout_seconds`` bounds a whole call. With ``read_timeout_seconds`` a call
+        has no overall bound, only one per read of the socket: for peers that move
+        files, where a large transfer lasts as long as it must but a stalled one fails."""
         self.peer = peer
         self.base_url = base_url.rstrip("/")
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        if read_timeout_seconds is None:
+            self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        else:
+            self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
         self._max_connections = max_connections
+        # How much of a response aiohttp buffers before it stops reading: peers that
+        # relay files get more, so each relayed chunk is bigger (fewer, larger writes).
+        self._read_bufsize = read_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # Redirects are never followed: a peer's answer is relayed as it is.
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, keepalive_timeout=20, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            read_bufsize=self._read_bufsize,
         )
 
     async def close(self) -> None:
@@ -100,7 +116,9 @@ class ServiceClient:
         attempts = 2 if method.upper() in _IDEMPOTENT else 1
         for attempt in range(attempts):
             try:
-                async with self.session.request(method, self.base_url + path, data=body, headers=sent_headers, params=params) as resp:
+                async with self.session.request(
+                    method, self.base_url + path, data=body, headers=sent_headers, params=params, allow_redirects=False
+                ) as resp:
                     return ServiceResponse(resp.status, resp.headers, await resp.read())
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt + 1 < attempts and isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -121,7 +139,9 @@ class ServiceClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A call whose request and/or response body is streamed."""
         try:
-            async with self.session.request(method, self.base_url + path, data=body, headers=self._headers(headers), params=params) as resp:
+            async with self.session.request(
+                method, self.base_url + path, data=body, headers=self._headers(headers), params=params, allow_redirects=False
+            ) as resp:
                 yield resp
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             logger.warning("peer unavailable", extra={"peer": self.peer, "error_type": type(exc).__name__})
@@ -139,7 +159,9 @@ class ServiceClient:
         """Start a call and return the response with its body unread; the caller
         must ``release()`` it (used by the proxy, whose response outlives the call)."""
         try:
-            return await self.session.request(method, self.base_url + path, data=body, headers=self._headers(headers), params=params)
+            return await self.session.request(
+                method, self.base_url + path, data=body, headers=self._headers(headers), params=params, allow_redirects=False
+            )
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             logger.warning("peer unavailable", extra={"peer": self.peer, "error_type": type(exc).__name__})
             raise ServiceUnavailable(f"The {self.peer} service is unavailable.") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,8 @@ _REDACTIONS = [
     (re.compile(r"(?i)\b(bearer|dpop)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
     # 32-byte keys as base64url (43 chars) or hex (64 chars); JWTs and other long tokens.
     (re.compile(r"\b[A-Za-z0-9_-]{43}\b"), "[redacted-key]"),
+    # A file key in transport form (base64url of 0x01 | 32 bytes: 44 characters).
+    (re.compile(r"\bAQ[A-Za-z0-9_-]{42}\b"), "[redacted-key]"),
     (re.compile(r"\b[0-9a-fA-F]{64}\b"), "[redacted-key]"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[redacted-token]"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[redacted-email]"),
@@ -64,6 +67,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type only: messages and tracebacks can carry request content.
             entry["error_type"] = record.exc_info[0].__name__
+            entry["stack"] = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(record.exc_info[2])]
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -48,9 +48,30 @@ def forwarded_headers(request: Request, allowed: frozenset[str] | None = None) -
     }
 
 
+# Streamed bodies are passed on in pieces of about this size: the server hands the
+# body over in socket-read pieces (often 16-64 KiB); fewer, larger writes downstream
+# cost less per byte. Memory per request stays bounded by it.
+STREAM_PIECE = 256 * 1024
+
+
+async def coalesce(chunks: AsyncIterator[bytes], piece: int = STREAM_PIECE) -> AsyncIterator[bytes]:
+    """Regroup a stream into pieces of at least ``piece`` bytes (the last may be shorter)."""
+    pending = bytearray()
+    async for chunk in chunks:
+        if not pending and len(chunk) >= piece:
+            yield chunk
+            continue
+        pending += chunk
+        if len(pending) >= piece:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
 async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
     seen = 0
-    async for chunk in request.stream():
+    async for chunk in coalesce(request.stream()):
         seen += len(chunk)
         if seen > max_bytes:
             raise PayloadTooLarge("The request body exceeds the size limit.")
@@ -89,10 +110,17 @@ async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, he
         return Response(content, status_code=upstream.status, headers=response_headers)
 
     async def relay() -> AsyncIterator[bytes]:
+        # An upstream that stops early (a peer aborting a transfer it cannot finish)
+        # raises here, after the headers: the server then aborts this connection too,
+        # so a failed transfer is never relayed as a complete one.
         try:
             async for chunk in upstream.content.iter_any():
                 yield chunk
         finally:
             upstream.release()
 
+    if length is not None and length.isdigit():
+        # The bytes are relayed unchanged (no decompression): the length still holds,
+        # and keeps a short transfer detectable by the client.
+        response_headers["content-length"] = length
     return StreamingResponse(relay(), status_code=upstream.status, headers=response_headers)

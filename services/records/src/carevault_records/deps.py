@@ -13,6 +13,7 @@ from carevault_common.db import session_scope
 from carevault_common.errors import Unauthorized
 from carevault_crypto import InvalidKeyFormat, PatientKey
 from carevault_records.errors import InvalidPatientKey
+from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources.service import ResourceService
 
 
@@ -56,7 +57,18 @@ def get_resources(request: Request) -> ResourceService:
 
 # scope="function": commit before the response leaves, so a 2xx means the write is durable
 # (the default scope would commit after the response is sent).
+def get_keyrings(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session, scope="function")],
+    caller: Annotated[Caller, Depends(get_caller)],
+    key: Annotated[PatientKey | None, Depends(get_patient_key)],
+) -> RequestKeyrings:
+    resources: ResourceService = request.app.state.resources
+    return resources.keyrings(session, caller.tenant, key)
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 PatientKeyDep = Annotated[PatientKey | None, Depends(get_patient_key)]
 ResourcesDep = Annotated[ResourceService, Depends(get_resources)]
+KeyringsDep = Annotated[RequestKeyrings, Depends(get_keyrings)]

@@ -13,6 +13,8 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
+from carevault_records.binaries.router import router as binaries_router
+from carevault_records.binaries.service import BinaryFiles
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
 from carevault_records.fhir.outcome import FhirError
@@ -20,6 +22,8 @@ from carevault_records.keys.router import router as keys_router
 from carevault_records.keys.service import PatientKeys
 from carevault_records.resources.router import router as resources_router
 from carevault_records.resources.service import ResourceService
+from carevault_records.transactions.router import router as transactions_router
+from carevault_records.transactions.service import BundleService
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -27,11 +31,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
+        keyservice.keyset_ttl_seconds = settings.escrow_keyset_ttl_seconds
         await keyservice.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
+        app.state.bundles = BundleService(app.state.resources)
+        app.state.binaries = BinaryFiles(app.state.resources)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
@@ -44,7 +51,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("records", lifespan, openapi_url=None)
     app.state.settings = settings
     app.include_router(mesh_router(app, "api"))
+    app.include_router(transactions_router)  # before the generic routes: /fhir/metadata is not a type
     app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
+    app.include_router(binaries_router)
     app.include_router(resources_router)
     app.add_exception_handler(FhirError, _fhir_error)
     return app

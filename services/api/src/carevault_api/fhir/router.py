@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from carevault_api.binaries.bundles import mentions_binary, process_bundle
 from carevault_api.deps import PrincipalDep
 from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
+from carevault_common.errors import PayloadTooLarge
 from carevault_common.proxy import forward, forwarded_headers
 
 router = APIRouter(prefix="/fhir")
@@ -19,6 +21,22 @@ MAX_FHIR_BODY = 32 * 1024 * 1024
 async def capability_statement(request: Request) -> Response:
     """Public, as FHIR clients expect: it says what the server supports, nothing more."""
     return await forward(request, request.app.state.records, 0, forwarded_headers(request, frozenset({"accept"})))
+
+
+@router.post("")
+@router.post("/")
+async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
+    """Transaction and batch Bundles at the FHIR base (with or without its slash).
+    A Bundle that writes Binary resources has their content stored first."""
+    headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
+    declared = request.headers.get("content-length")
+    if declared is None or (declared.isdigit() and int(declared) <= MAX_FHIR_BODY):
+        body = await request.body()
+        if len(body) > MAX_FHIR_BODY:
+            raise PayloadTooLarge("The request body exceeds the size limit.")
+        if mentions_binary(body):
+            return await process_bundle(request.app.state.binaries, headers, body, list(request.query_params.multi_items()))
+    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
 
 
 @router.api_route("/{path:path}", methods=FHIR_METHODS)

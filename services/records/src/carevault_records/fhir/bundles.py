@@ -100,6 +100,7 @@ class PlannedEntry:
     if_none_exist: SearchQuery | None = None
     if_match: str | None = None  #: version id from ``request.ifMatch``
     search: SearchQuery | None = None
+    search_params: tuple[tuple[str, str], ...] = ()  #: the query pairs of a search entry
     existing_id: str | None = None  #: conditional create matched: nothing to create
     error: FhirError | None = None  #: batch: this entry fails on its own
     placeholder: bool = False
@@ -320,6 +321,7 @@ def _plan_entry(index: int, raw: Any, id_factory: IdFactory, validate: bool) -> 
             resource_type,
             full_url=full_url,
             search=query,
+            search_params=tuple(parse_qsl(query_string, keep_blank_values=True)),
             patient_id=query.patient_id,
         )
     raise _fail("not-supported", f"request.method {method} is not supported", f"{at}.request.method")

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_crypto import DecryptionError, PatientContext, PatientKey, PatientKeyring, create_verifier, verify_patient_key
 from carevault_records.clients.keyservice import KeyserviceClient
-from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure, UnknownPatient, WrongPatientKey
+from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure, PatientKeyRequired, UnknownPatient, WrongPatientKey
 from carevault_records.keys import repository
 
 logger = logging.getLogger("carevault.records.keys")
@@ -77,3 +77,29 @@ class PatientKeys:
             now=datetime.now(UTC),
         )
         return patient.key_version + 1
+
+
+class RequestKeyrings:
+    """The keyrings one request may open: all under the one key it carries,
+    each unlocked (verifier checked) at most once per request."""
+
+    def __init__(self, keys: PatientKeys, session: AsyncSession, tenant: str, key: PatientKey | None) -> None:
+        self.keys, self.session, self.tenant, self.key = keys, session, tenant, key
+        self._open: dict[str, PatientKeyring] = {}
+
+    def _require_key(self) -> PatientKey:
+        if self.key is None:
+            raise PatientKeyRequired()
+        return self.key
+
+    async def register(self, patient_id: str) -> PatientKeyring:
+        keyring = await self.keys.register(self.session, self.tenant, patient_id, self._require_key())
+        self._open[patient_id] = keyring
+        return keyring
+
+    async def unlock(self, patient_id: str) -> PatientKeyring:
+        keyring = self._open.get(patient_id)
+        if keyring is None:
+            keyring = await self.keys.unlock(self.session, self.tenant, patient_id, self._require_key())
+            self._open[patient_id] = keyring
+        return keyring

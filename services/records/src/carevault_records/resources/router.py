@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from carevault_common.errors import FHIR_MEDIA_TYPE, ProblemError
 from carevault_common.mtls import require_callers
-from carevault_records.deps import CallerDep, PatientKeyDep, ResourcesDep, SessionDep
+from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
 from carevault_records.idempotency import service as idempotency
 from carevault_records.resources.service import Written
 
@@ -44,24 +44,23 @@ async def read_json(request: Request) -> tuple[Any, bytes]:
 async def create(
     resource_type: str,
     request: Request,
-    session: SessionDep,
     caller: CallerDep,
-    key: PatientKeyDep,
+    keyrings: KeyringsDep,
     resources: ResourcesDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response:
     resource, raw = await read_json(request)
     if idempotency_key is not None:
         fingerprint = idempotency.request_hash(caller.tenant, idempotency.check_key(idempotency_key), "POST", request.url.path, raw)
-        replay = await idempotency.find_replay(session, caller.tenant, idempotency_key, fingerprint)
+        replay = await idempotency.find_replay(keyrings.session, caller.tenant, idempotency_key, fingerprint)
         if replay is not None:
             first = replay.response
-            written = await resources.vread(session, caller.tenant, first["type"], first["id"], first["version"], key)
+            written = await resources.vread(keyrings, first["type"], first["id"], first["version"])
             return written_response(written, replay.status)
-    written = await resources.create(session, caller.tenant, resource_type, resource, key)
+    written = await resources.create(keyrings, resource_type, resource)
     if idempotency_key is not None:
         reference = {"type": resource_type, "id": written.resource["id"], "version": written.version_id}
-        await idempotency.remember(session, caller.tenant, idempotency_key, fingerprint, 201, reference)
+        await idempotency.remember(keyrings.session, caller.tenant, idempotency_key, fingerprint, 201, reference)
     return written_response(written, 201)
 
 
@@ -69,24 +68,19 @@ async def create(
 async def search(
     resource_type: str,
     request: Request,
-    session: SessionDep,
     caller: CallerDep,
-    key: PatientKeyDep,
+    keyrings: KeyringsDep,
     resources: ResourcesDep,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     lenient = prefer is not None and "handling=lenient" in prefer
-    bundle = await resources.search(
-        session, caller.tenant, resource_type, list(request.query_params.multi_items()), key, caller.base_url, lenient=lenient
-    )
+    bundle = await resources.search(keyrings, resource_type, list(request.query_params.multi_items()), caller.base_url, lenient=lenient)
     return fhir_response(bundle)
 
 
 @router.get("/{resource_type}/{resource_id}")
-async def read(
-    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
-) -> Response:
-    return written_response(await resources.read(session, caller.tenant, resource_type, resource_id, key), 200)
+async def read(resource_type: str, resource_id: str, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
+    return written_response(await resources.read(keyrings, resource_type, resource_id), 200)
 
 
 @router.put("/{resource_type}/{resource_id}")
@@ -94,42 +88,27 @@ async def update(
     resource_type: str,
     resource_id: str,
     request: Request,
-    session: SessionDep,
-    caller: CallerDep,
-    key: PatientKeyDep,
+    keyrings: KeyringsDep,
     resources: ResourcesDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     resource, _ = await read_json(request)
-    written = await resources.update(session, caller.tenant, resource_type, resource_id, resource, key, if_match)
-    return written_response(written, 200)
+    return written_response(await resources.update(keyrings, resource_type, resource_id, resource, if_match), 200)
 
 
 @router.delete("/{resource_type}/{resource_id}")
-async def delete(
-    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
-) -> Response:
-    await resources.delete(session, caller.tenant, resource_type, resource_id, key)
+async def delete(resource_type: str, resource_id: str, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
+    await resources.delete(keyrings, resource_type, resource_id)
     return Response(status_code=204)
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
-async def history(
-    resource_type: str, resource_id: str, session: SessionDep, caller: CallerDep, key: PatientKeyDep, resources: ResourcesDep
-) -> Response:
-    return fhir_response(await resources.history(session, caller.tenant, resource_type, resource_id, key, caller.base_url))
+async def history(resource_type: str, resource_id: str, caller: CallerDep, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
+    return fhir_response(await resources.history(keyrings, resource_type, resource_id, caller.base_url))
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
-async def vread(
-    resource_type: str,
-    resource_id: str,
-    version_id: str,
-    session: SessionDep,
-    caller: CallerDep,
-    key: PatientKeyDep,
-    resources: ResourcesDep,
-) -> Response:
+async def vread(resource_type: str, resource_id: str, version_id: str, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
     if not version_id.isdigit():
         raise ProblemError("Version ids are numbers.", status=404, code="not-found", title="Not found")
-    return written_response(await resources.vread(session, caller.tenant, resource_type, resource_id, int(version_id), key), 200)
+    return written_response(await resources.vread(keyrings, resource_type, resource_id, int(version_id)), 200)

@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
+from carevault_records.binaries.content import check_content
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
 from carevault_records.fhir.validation import validate_resource
-from carevault_records.keys.service import PatientKeys
+from carevault_records.keys.service import PatientKeys, RequestKeyrings
 from carevault_records.resources import codec, repository
-from carevault_records.resources.repository import Head, StoredVersion
+from carevault_records.resources.repository import Head, VersionRow
 
 DIRECTORY_PATIENT = ""  # the patient_id of directory search tokens
 HISTORY_LIMIT = 100
@@ -64,56 +65,55 @@ class ResourceService:
     def __init__(self, keys: PatientKeys) -> None:
         self.keys = keys
 
-    async def keyring_for(
-        self, session: AsyncSession, tenant: str, resource_type: str, patient_id: str | None, key: PatientKey | None
-    ) -> PatientKeyring | None:
+    def keyrings(self, session: AsyncSession, tenant: str, key: PatientKey | None) -> RequestKeyrings:
+        return RequestKeyrings(self.keys, session, tenant, key)
+
+    @staticmethod
+    async def keyring_for(keyrings: RequestKeyrings, resource_type: str, patient_id: str | None) -> PatientKeyring | None:
+        """The keyring that protects ``resource_type`` of ``patient_id``; None for directory data."""
         if not is_patient_data(resource_type):
             return None
-        if key is None:
+        if keyrings.key is None:
             raise PatientKeyRequired()
         if patient_id is None:
             raise UnknownPatient()
-        return await self.keys.unlock(session, tenant, patient_id, key)
+        return await keyrings.unlock(patient_id)
 
     # -- writes -----------------------------------------------------------------
 
-    async def create(self, session: AsyncSession, tenant: str, resource_type: str, resource: Any, key: PatientKey | None) -> Written:
+    async def create(self, keyrings: RequestKeyrings, resource_type: str, resource: Any) -> Written:
         validate_resource(resource, expected_type=resource_type)
         resource = {**resource, "id": new_id()}
-        return await self.store_new(session, tenant, resource, key, datetime.now(UTC))
+        (written,) = await self.store_new(keyrings, [resource], datetime.now(UTC))
+        return written
 
-    async def store_new(
-        self, session: AsyncSession, tenant: str, resource: dict[str, Any], key: PatientKey | None, now: datetime
-    ) -> Written:
-        """Store a validated resource with a server-assigned id as version 1."""
-        resource_type = resource["resourceType"]
-        keyring: PatientKeyring | None = None
-        patient_id: str | None = None
-        if resource_type == "Patient":
-            if key is None:
-                raise PatientKeyRequired()
-            patient_id = resource["id"]
-            keyring = await self.keys.register(session, tenant, resource["id"], key)
-        elif is_patient_data(resource_type):
-            patient_id = require_patient(resource)
-            keyring = await self.keyring_for(session, tenant, resource_type, patient_id, key)
-        version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
-        await repository.insert_versions(session, tenant, [version])
-        await repository.insert_tokens(
-            session, tenant, [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
-        )
-        return Written(codec.with_server_meta(resource, 1, now), 1, now)
+    async def store_new(self, keyrings: RequestKeyrings, resources: list[dict[str, Any]], now: datetime) -> list[Written]:
+        """Store validated resources with server-assigned ids as version 1, in one
+        statement per table. A Patient among them registers its key first."""
+        session, tenant = keyrings.session, keyrings.tenant
+        for resource in resources:
+            if resource["resourceType"] == "Patient":
+                await keyrings.register(resource["id"])
+        versions = []
+        token_rows: list[tuple[str, str, str, str, str]] = []
+        for resource in resources:
+            resource_type = resource["resourceType"]
+            patient_id = (
+                resource["id"] if resource_type == "Patient" else (require_patient(resource) if is_patient_data(resource_type) else None)
+            )
+            keyring = await self.keyring_for(keyrings, resource_type, patient_id)
+            if resource_type == "Binary":
+                assert keyring is not None
+                check_content(keyring, resource)
+            version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
+            versions.append(version)
+            token_rows += [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
+        await repository.insert_versions(session, tenant, versions)
+        await repository.insert_tokens(session, tenant, token_rows)
+        return [Written(codec.public(codec.with_server_meta(r, 1, now)), 1, now) for r in resources]
 
-    async def update(
-        self,
-        session: AsyncSession,
-        tenant: str,
-        resource_type: str,
-        resource_id: str,
-        resource: Any,
-        key: PatientKey | None,
-        if_match: str | None,
-    ) -> Written:
+    async def update(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, resource: Any, if_match: str | None) -> Written:
+        session, tenant = keyrings.session, keyrings.tenant
         validate_resource(resource, expected_type=resource_type)
         if resource.get("id") != resource_id:
             raise ProblemError("The resource id must equal the id in the URL.", code="id-mismatch")
@@ -125,7 +125,10 @@ class ResourceService:
             raise VersionConflict(f"Current version is {head.version_id}.")
         if is_patient_data(resource_type) and resource_type != "Patient" and patient_of(resource) != head.patient_id:
             raise ProblemError("A resource cannot move to another patient.", status=422, code="patient-change")
-        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        if resource_type == "Binary":
+            assert keyring is not None
+            check_content(keyring, resource)
         now = datetime.now(UTC)
         version_id = head.version_id + 1
         version, tokens = codec.encode_version(
@@ -133,15 +136,16 @@ class ResourceService:
         )
         await repository.insert_versions(session, tenant, [version])
         await repository.replace_tokens(session, tenant, resource_type, resource_id, tokens, head.patient_id or DIRECTORY_PATIENT)
-        return Written(codec.with_server_meta(resource, version_id, now), version_id, now)
+        return Written(codec.public(codec.with_server_meta(resource, version_id, now)), version_id, now)
 
-    async def delete(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None) -> None:
+    async def delete(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> None:
+        session, tenant = keyrings.session, keyrings.tenant
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         if head.deleted:
             return  # deleting twice changes nothing (FHIR: idempotent)
-        await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
+        await self.keyring_for(keyrings, resource_type, head.patient_id)
         now = datetime.now(UTC)
         await repository.insert_versions(
             session, tenant, [codec.deletion(resource_type, resource_id, head.version_id + 1, head.patient_id, now)]
@@ -150,59 +154,49 @@ class ResourceService:
 
     # -- reads ------------------------------------------------------------------
 
-    async def _head(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str) -> Head:
-        head = await repository.get_head(session, tenant, resource_type, resource_id)
+    @staticmethod
+    async def _head(keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Head:
+        head = await repository.get_head(keyrings.session, keyrings.tenant, resource_type, resource_id)
         if head is None:
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         return head
 
-    async def read(self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None) -> Written:
-        head = await self._head(session, tenant, resource_type, resource_id)
+    async def read(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Written:
+        head = await self._head(keyrings, resource_type, resource_id)
         if head.deleted:
             raise ResourceGone(f"{resource_type}/{resource_id} was deleted.")
-        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
-        stored = await repository.get_version(session, tenant, resource_type, resource_id, head.version_id)
+        keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        stored = await repository.get_version(keyrings.session, keyrings.tenant, resource_type, resource_id, head.version_id)
         assert stored is not None
-        return Written(codec.decode_version(tenant, stored, keyring), stored.version_id, stored.last_updated)
+        return Written(codec.decode_version(keyrings.tenant, stored, keyring), stored.version_id, stored.last_updated)
 
-    async def vread(
-        self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, version_id: int, key: PatientKey | None
-    ) -> Written:
-        head = await self._head(session, tenant, resource_type, resource_id)
-        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
-        stored = await repository.get_version(session, tenant, resource_type, resource_id, version_id)
+    async def vread(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, version_id: int) -> Written:
+        head = await self._head(keyrings, resource_type, resource_id)
+        keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        stored = await repository.get_version(keyrings.session, keyrings.tenant, resource_type, resource_id, version_id)
         if stored is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}.")
         if stored.deleted:
             raise ResourceGone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion.")
-        return Written(codec.decode_version(tenant, stored, keyring), stored.version_id, stored.last_updated)
+        return Written(codec.decode_version(keyrings.tenant, stored, keyring), stored.version_id, stored.last_updated)
 
-    async def history(
-        self, session: AsyncSession, tenant: str, resource_type: str, resource_id: str, key: PatientKey | None, base: str
-    ) -> dict[str, Any]:
-        head = await self._head(session, tenant, resource_type, resource_id)
-        keyring = await self.keyring_for(session, tenant, resource_type, head.patient_id, key)
-        versions = await repository.history(session, tenant, resource_type, resource_id, HISTORY_LIMIT)
-        entries = [_history_entry(tenant, v, keyring, base) for v in versions]
+    async def history(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, base: str) -> dict[str, Any]:
+        head = await self._head(keyrings, resource_type, resource_id)
+        keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        versions = await repository.history(keyrings.session, keyrings.tenant, resource_type, resource_id, HISTORY_LIMIT)
+        entries = [_history_entry(keyrings.tenant, v, keyring, base) for v in versions]
         return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
 
     async def search(
-        self,
-        session: AsyncSession,
-        tenant: str,
-        resource_type: str,
-        params: list[tuple[str, str]],
-        key: PatientKey | None,
-        base: str,
-        *,
-        lenient: bool,
+        self, keyrings: RequestKeyrings, resource_type: str, params: list[tuple[str, str]], base: str, *, lenient: bool
     ) -> dict[str, Any]:
+        session, tenant = keyrings.session, keyrings.tenant
         query = parse_search_query(resource_type, params, lenient=lenient)
         patient_data = is_patient_data(resource_type)
         keyring: PatientKeyring | None = None
         token_patient = DIRECTORY_PATIENT
         if patient_data and query.patient_id is not None:
-            keyring = await self.keyring_for(session, tenant, resource_type, query.patient_id, key)
+            keyring = await self.keyring_for(keyrings, resource_type, query.patient_id)
             token_patient = query.patient_id
         ids: set[str] | None = set(query.ids) if query.ids else None
         if query.clauses:
@@ -279,7 +273,7 @@ def _metadata_entry(head: Head, base: str) -> dict[str, Any]:
     return _search_entry(resource, base)
 
 
-def _history_entry(tenant: str, version: StoredVersion, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
+def _history_entry(tenant: str, version: VersionRow, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
     url = f"{version.resource_type}/{version.id}"
     stamp = version.last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if version.deleted:

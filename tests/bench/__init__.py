@@ -38,6 +38,8 @@ Write an async function in a module of ``tests/bench/scenarios/`` and register i
 Return ``Workload(endpoint, make_operation)`` when each worker needs its own state
 (``make_operation(i)`` builds worker i's operation), or ``Measured`` figures for a
 scenario that measures itself (see ``ingest`` in ``scenarios/records.py``). Raise
-``Skip("why")`` when it cannot run. ``ctx.shared`` carries things between scenarios
+``Skip("why")`` when it cannot run. A scenario too long for the ~5-minute default run
+takes ``in_default_run=False`` (and a ``timeout=`` to match): it then runs only when
+named with ``--only``, and the report says so. ``ctx.shared`` carries things between scenarios
 (``records.worker_patients`` keeps one patient per worker there).
 """

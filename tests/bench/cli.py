@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="request budget per scenario (default 1,000,000)")
     parser.add_argument("--request-timeout", type=float, default=10.0, help="seconds before a request counts as an error (default 10)")
     parser.add_argument("--ingest-concurrency", type=int, default=4, help="bundles posted at once by the ingest scenario (default 4)")
-    parser.add_argument("--ingest-budget", type=float, default=90.0, help="seconds for all ingest bundles (default 90)")
+    parser.add_argument("--ingest-budget", type=float, default=120.0, help="seconds for all ingest bundles (default 120)")
     parser.add_argument(
         "--only",
         action="append",
@@ -149,6 +149,7 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         ingest_budget=args.ingest_budget,
         profile_dir=args.profile.resolve() if args.profile else None,
         profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
+        named=frozenset(args.only or ()),
     )
     ctx.casualty = lambda: _casualty(stack)
     if args.wait_quiet > 0:

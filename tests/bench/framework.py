@@ -158,6 +158,9 @@ class Scenario:
     # Bound on the scenario function itself (its setup, or all of a self-measuring scenario).
     timeout: float = 120.0
     unit: str = "req/s"
+    # False for a scenario too long for the ~5-minute default run: it then runs only when
+    # named with --only, and the report says how to run it.
+    in_default_run: bool = True
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -180,6 +183,7 @@ def scenario(
     goal: Goal | None = None,
     timeout: float = 120.0,
     unit: str = "req/s",
+    in_default_run: bool = True,
 ) -> Callable[[ScenarioFn], ScenarioFn]:
     """Register a scenario under ``name`` (what ``--only`` takes). ``compare_to`` names
     the baseline scenario its req/s is divided by, or maps several to weights for a mix
@@ -188,7 +192,7 @@ def scenario(
     def register(fn: ScenarioFn) -> ScenarioFn:
         if name in REGISTRY:
             raise ValueError(f"scenario {name!r} registered twice")
-        REGISTRY[name] = Scenario(name, group, title, fn, compare_to, goal, timeout, unit)
+        REGISTRY[name] = Scenario(name, group, title, fn, compare_to, goal, timeout, unit, in_default_run)
         return fn
 
     return register
@@ -214,7 +218,7 @@ class BenchContext:
     meter: CpuMeter
     smoke: bool = False
     ingest_concurrency: int = 4
-    ingest_budget: float = 90.0  # seconds for all the bundles of the ingest scenario
+    ingest_budget: float = 120.0  # seconds for all the bundles of the ingest scenario
     baseline_rates: dict[str, float] = field(default_factory=dict)
     # For scenarios to leave things to later ones (ids created, keys, ...).
     shared: dict[str, Any] = field(default_factory=dict)
@@ -222,6 +226,8 @@ class BenchContext:
     profile_dir: Path | None = None
     profile_pids: dict[str, int] = field(default_factory=dict)
     current: str = ""  # the scenario running now
+    # Scenarios named with --only (those not in the default run run only then).
+    named: frozenset[str] = frozenset()
     # Says which of the processes under test has died, if one has (checked between scenarios).
     casualty: Callable[[], str | None] = lambda: None
     # Called just before each measurement (``--wait-quiet``: let other work on a shared machine pass).
@@ -397,6 +403,11 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
     for sc in scenarios:
         progress(f"{sc.name}: {sc.title}")
         ctx.current = sc.name
+        if not sc.in_default_run and sc.name not in ctx.named:
+            note = f"not in the default run: `.venv/bin/python -m tests.bench --only {sc.name}`"
+            progress(f"  {note}")
+            rows.append(_note_row(sc, note))
+            continue
         dead = ctx.casualty()
         if dead is not None:
             progress(f"  not run: {dead}")

@@ -24,4 +24,4 @@ async def auth_overhead(ctx: BenchContext) -> Measured:
     goal=Goal(text="≥ 0.25 times single-core AES-256-GCM of the same bytes; peak RSS ≤ 128 MiB per service"),
 )
 async def files_1gib(ctx: BenchContext) -> Measured:
-    raise Skip("no scenario yet (added with issue 5)")
+    raise Skip("measured apart for now: `python -m tests.bench_files`, figures in docs/benchmarks-files.md")

@@ -14,13 +14,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from carevault_records.fhir.bundle_convert import collection_as_transaction, conditional_directory_creates
 from tests.bench.fhir import FHIR_JSON, created_id, dumps, new_marker, observation, patient, patient_key
 from tests.bench.framework import BASELINE, RECORDS, BenchContext, Goal, Measured, Reply, Skip, Workload, scenario
 from tests.bench.loadgen import Endpoint, Operation, Stats, percentile
 from tests.bench.procstat import CpuMeter
 
 OBSERVATIONS_PER_WORKER = 4
+# As the e2e loader: two dev bundles name practitioners no directory bundle has.
+INGEST_PATH = "/fhir?placeholders=true"
 SETUP_PARALLELISM = 8
 
 
@@ -218,35 +219,32 @@ async def medplum_mix(ctx: BenchContext) -> Workload:
 @dataclass
 class Bundle:
     name: str
-    kind: str
     body: bytes
     resources: int
 
 
-def _prepared(bundle: dict[str, Any], patient_bundle: bool) -> dict[str, Any]:
-    """What a loader does before posting, as docs/fhir.md ("Loading the shared data") says:
-    collection bundles become transactions of POSTs (urn:uuid full URLs kept), and
-    directory copies inside patient bundles become conditional creates."""
-    if bundle.get("type") == "collection":
-        return collection_as_transaction(bundle)
-    return conditional_directory_creates(bundle) if patient_bundle else bundle
+def _load_bundles(paths: list[Path]) -> list[Bundle]:
+    """Prepared as tests/fhir_loader.py (the e2e loader) does it, as docs/fhir.md says:
+    collection bundles become transactions of POSTs, directory copies become conditional
+    creates; the order given (directory: smart transactions before fdp batches) is kept."""
+    # Imported here: a change in the loader or records' helpers breaks this scenario only.
+    from tests.fhir_loader import as_transaction
 
-
-def _load_bundles(folder: Path, names: list[str] | None, patient_bundles: bool) -> list[Bundle]:
     bundles = []
-    for path in sorted(folder.glob("*.json")):
-        if names is not None and path.name not in names:
-            continue
-        parsed = _prepared(orjson.loads(path.read_bytes()), patient_bundles)
-        bundles.append(Bundle(path.name, parsed.get("type", ""), orjson.dumps(parsed), len(parsed.get("entry", []))))
-    # Directory: the transactions of plain POSTs before the batches of conditional creates.
-    return sorted(bundles, key=lambda b: (b.kind != "transaction", b.name))
+    for path in paths:
+        parsed = as_transaction(orjson.loads(path.read_bytes()))
+        bundles.append(Bundle(path.name, orjson.dumps(parsed), len(parsed.get("entry", []))))
+    return bundles
 
 
-def _smoke_selection(data: Path) -> tuple[list[str], list[str]]:
-    directory = sorted(p.name for p in (data / "directory").glob("smart-*.json"))
-    patients = sorted((data / "dev").glob("smart__*.json"), key=lambda p: p.stat().st_size)[:1]
-    return directory, [p.name for p in patients]
+def _bundle_files(data: Path, smoke: bool) -> tuple[list[Path], list[Path]]:
+    from tests.fhir_loader import directory_bundles, patient_bundles
+
+    directory, patients = directory_bundles(data), patient_bundles(data)
+    if smoke:  # the small directory pair and the smallest patient bundle
+        directory = [p for p in directory if p.name.startswith("smart-")]
+        patients = sorted((p for p in patients if p.name.startswith("smart__")), key=lambda p: p.stat().st_size)[:1]
+    return directory, patients
 
 
 @dataclass
@@ -324,14 +322,12 @@ def _measured(run: IngestRun, label: str, **extra: Any) -> Measured:
 async def ingest(ctx: BenchContext) -> list[Measured]:
     if ctx.data_dir is None or not (ctx.data_dir / "fhir" / "dev").is_dir():
         raise Skip("test data not found (../shared/data/fhir)")
-    data = ctx.data_dir / "fhir"
     empty = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": []})
     ctx.require_endpoint(
-        await ctx.call(ctx.gateway, "POST", "/fhir", body=empty, headers={"content-type": FHIR_JSON, **ctx.auth_headers}), "POST /fhir"
+        await ctx.call(ctx.gateway, "POST", INGEST_PATH, body=empty, headers={"content-type": FHIR_JSON, **ctx.auth_headers}), "POST /fhir"
     )
-    directory_names, patient_names = _smoke_selection(data) if ctx.smoke else (None, None)
-    directory = _load_bundles(data / "directory", directory_names, False)
-    patients = _load_bundles(data / "dev", patient_names, True)
+    directory_files, patient_files = _bundle_files(ctx.data_dir, ctx.smoke)
+    directory, patients = _load_bundles(directory_files), _load_bundles(patient_files)
     budget = 20.0 if ctx.smoke else ctx.ingest_budget
     concurrency = ctx.ingest_concurrency
 
@@ -342,9 +338,9 @@ async def ingest(ctx: BenchContext) -> list[Measured]:
 
     await ctx.quiet()
     started = time.perf_counter()
-    dir_run = await _post_bundles(ctx, ctx.gateway, "/fhir", directory, 1, started + budget, False)
+    dir_run = await _post_bundles(ctx, ctx.gateway, INGEST_PATH, directory, 1, started + budget, False)
     before = ctx.meter.snapshot()
-    patient_run = await _post_bundles(ctx, ctx.gateway, "/fhir", patients, concurrency, started + budget, True)
+    patient_run = await _post_bundles(ctx, ctx.gateway, INGEST_PATH, patients, concurrency, started + budget, True)
     cpu = CpuMeter.usage(before, ctx.meter.snapshot())
     return [
         baseline_row,

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from carevault_crypto import PatientContext, PatientKey, PatientKeyring, RecordContext
-
-
-def flips(blob: bytes) -> Iterator[tuple[int, bytes]]:
-    """Every single-byte alteration of ``blob`` (one bit flipped at each position)."""
-    for i in range(len(blob)):
-        for mask in (0x01, 0x80):
-            altered = bytearray(blob)
-            altered[i] ^= mask
-            yield i, bytes(altered)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import flips
+from crypto_testing import flips
 
 from carevault_crypto import (
     DecryptionError,

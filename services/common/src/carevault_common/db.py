@@ -78,7 +78,8 @@ async def database_ready(engine: AsyncEngine) -> bool:
 
 
 def run_migrations(migrations_dir: Path, database_url: str) -> None:
-    """Upgrade the database to head with the service's Alembic scripts."""
+    """Upgrade the database to every head with the service's Alembic scripts
+    (domains of one service may keep their own branch, e.g. api's ``audit``)."""
     from alembic import command
     from alembic.config import Config
 
@@ -86,4 +87,4 @@ def run_migrations(migrations_dir: Path, database_url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")

@@ -39,3 +39,9 @@ async def latest_packages(session: AsyncSession, tenant: str, patient_id: str) -
 async def delete_patient(session: AsyncSession, tenant: str, patient_id: str) -> int:
     result = await session.execute(delete(EscrowPackage).where(EscrowPackage.tenant == tenant, EscrowPackage.patient_id == patient_id))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def all_patients(session: AsyncSession) -> list[tuple[str, str]]:
+    """Every (tenant, patient id) with a package (for the erasure replay)."""
+    rows = await session.execute(select(EscrowPackage.tenant, EscrowPackage.patient_id).distinct())
+    return [(tenant, patient_id) for tenant, patient_id in rows.all()]

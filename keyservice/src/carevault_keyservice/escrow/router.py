@@ -1,4 +1,4 @@
-"""Escrow endpoints: records only."""
+"""Escrow endpoints: records only (escrow, and its erasure with the patient's data)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from carevault_common.errors import ProblemError, ServiceUnavailable
 from carevault_common.mtls import require_callers
 from carevault_crypto import InvalidKeyFormat, PatientKey
 from carevault_keyservice.deps import SessionDep
+from carevault_keyservice.escrow import repository
 from carevault_keyservice.escrow.doctor_keys import DoctorKeyDirectory
 from carevault_keyservice.escrow.service import NoDoctorKey, escrow_patient_key
 
@@ -28,6 +29,15 @@ class EscrowRequest(BaseModel):
 
 class KeysetResponse(BaseModel):
     keyset: str
+
+
+class EraseRequest(BaseModel):
+    tenant: Identifier
+    patient_id: Identifier
+
+
+class EraseResponse(BaseModel):
+    deleted: int
 
 
 def doctor_keys(request: Request) -> DoctorKeyDirectory:
@@ -53,3 +63,10 @@ async def escrow(body: EscrowRequest, session: SessionDep, request: Request) -> 
 @router.get("/keyset")
 async def keyset(request: Request) -> KeysetResponse:
     return KeysetResponse(keyset=doctor_keys(request).keyset().id)
+
+
+@router.post("/patients/erase")
+async def erase(body: EraseRequest, session: SessionDep) -> EraseResponse:
+    """Delete every escrow package of the patient (GDPR Art. 17, on records' request
+    during an erasure). Idempotent: a second call deletes nothing and succeeds."""
+    return EraseResponse(deleted=await repository.delete_patient(session, body.tenant, body.patient_id))

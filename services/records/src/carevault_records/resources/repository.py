@@ -264,3 +264,32 @@ async def count_heads(session: AsyncSession, tenant: str, resource_type: str, pa
     if patient_id is not None:
         query = query.where(Resource.patient_id == patient_id)
     return int((await session.execute(query)).scalar_one())
+
+
+async def patient_page(
+    session: AsyncSession, tenant: str, patient_id: str, after: tuple[str, str] | None, limit: int
+) -> list[StoredVersion]:
+    """Current, non-deleted versions of the patient's records other than the Patient
+    itself, in (type, id) order, keyset-paged (``$everything``)."""
+    query = (
+        select(ResourceVersion)
+        .join(
+            Resource,
+            and_(
+                Resource.tenant == ResourceVersion.tenant,
+                Resource.resource_type == ResourceVersion.resource_type,
+                Resource.id == ResourceVersion.id,
+                Resource.version_id == ResourceVersion.version_id,
+            ),
+        )
+        .where(
+            Resource.tenant == tenant,
+            Resource.patient_id == patient_id,
+            Resource.resource_type != "Patient",
+            Resource.deleted.is_(False),
+        )
+    )
+    if after is not None:
+        query = query.where(tuple_(Resource.resource_type, Resource.id) > tuple_(*after))
+    rows = await session.execute(query.order_by(Resource.resource_type, Resource.id).limit(limit))
+    return [_version(row) for row in rows.scalars()]

@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
-from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
+from carevault_records.audit_hints import note_patient
+from carevault_records.erasure import repository as erasure
+from carevault_records.errors import PatientErased, PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
 from carevault_records.fhir.validation import validate_resource
@@ -72,6 +74,8 @@ class ResourceService:
         """The keyring that protects ``resource_type`` of ``patient_id``; None for directory data."""
         if not is_patient_data(resource_type):
             return None
+        if patient_id is not None:
+            note_patient(patient_id)
         if keyrings.key is None:
             raise PatientKeyRequired()
         if patient_id is None:
@@ -115,6 +119,7 @@ class ResourceService:
             raise ProblemError("The resource id must equal the id in the URL.", code="id-mismatch")
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
+            await _refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist; create it with POST (ids are assigned by the server).")
         expected = parse_etag(if_match)
         if expected is not None and expected != head.version_id:
@@ -135,6 +140,7 @@ class ResourceService:
         session, tenant = keyrings.session, keyrings.tenant
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
+            await _refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         if head.deleted:
             return  # deleting twice changes nothing (FHIR: idempotent)
@@ -151,6 +157,7 @@ class ResourceService:
     async def _head(keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Head:
         head = await repository.get_head(keyrings.session, keyrings.tenant, resource_type, resource_id)
         if head is None:
+            await _refuse_if_erased(keyrings.session, keyrings.tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         return head
 
@@ -230,6 +237,12 @@ class ResourceService:
                 "tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(query.ignored)}]
             }
         return bundle
+
+
+async def _refuse_if_erased(session: AsyncSession, tenant: str, resource_type: str, resource_id: str) -> None:
+    """410 for a resource that existed and was erased with its patient (Art. 17)."""
+    if await erasure.is_erased(session, tenant, resource_type, resource_id):
+        raise PatientErased(f"{resource_type}/{resource_id} was erased.")
 
 
 def _bounds(query: SearchQuery) -> list[tuple[str, datetime]]:

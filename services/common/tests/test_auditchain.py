@@ -13,6 +13,7 @@ from carevault_common.auditchain import (
     ChainVerifier,
     Checkpoint,
     EventContent,
+    LoggedCheckpoint,
     StoredEvent,
     checkpoint_payload,
     event_hash,
@@ -194,13 +195,37 @@ def test_a_forged_checkpoint_is_named() -> None:
     assert kinds(verify(events, [tampered])) == [("checkpoint", 4)]
 
 
+def pruned(full: list[StoredEvent], up_to: int) -> list[StoredEvent]:
+    """The chain after pruning: events up to ``up_to`` gone, audit.pruned appended."""
+    last = full[-1]
+    c = dataclasses.replace(content(len(full) + 1), event="audit.pruned", details=f'{{"events":{up_to},"up_to_seq":{up_to}}}')
+    return [*full[up_to:], StoredEvent(last.seq + 1, c, last.hash, event_hash(last.hash, last.seq + 1, c))]
+
+
 def test_a_pruned_chain_verifies_from_its_signed_anchor() -> None:
     full = chain(20)
     anchor = Anchor(10, full[9].hash)
-    rest = full[10:]
+    rest = pruned(full, 10)
     assert verify(rest, [checkpoint(full[9])], anchor=anchor).ok
     # An anchor no signed checkpoint vouches for (someone deleted the start) is named.
     assert kinds(verify(rest, [], anchor=anchor)) == [("anchor", 10)]
+    # So is a start cut at a checkpoint without the audit.pruned event retention writes.
+    assert kinds(verify(full[10:], [checkpoint(full[9])], anchor=anchor)) == [("anchor", 10)]
+
+
+def test_checkpoints_from_the_log_stream_catch_a_rewrite_even_without_the_database_ones() -> None:
+    events = chain(10)
+    cp = checkpoint(events[7])
+    logged = LoggedCheckpoint(cp.seq, cp.signed_at, cp.key_id, cp.signature)
+    verifier = ChainVerifier(check_signature=check, logged_checkpoints=[logged])
+    for e in events:
+        verifier.feed(e)
+    assert verifier.finish(10).ok and verifier.report.checkpoints_valid == 1
+    events[2] = dataclasses.replace(events[2], content=content(3, principal="mallory"))
+    verifier = ChainVerifier(check_signature=check, logged_checkpoints=[logged])
+    for e in rehash_from(events, 2):
+        verifier.feed(e)
+    assert kinds(verifier.finish(10)) == [("checkpoint", 8)]
 
 
 def test_verification_runs_in_a_bounded_window() -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from carevault_api.audit.router import router as audit_router
+from carevault_api.audit.setup import build_audit_trail, final_checkpoint
 from carevault_api.auth.dev import DevTokenAuthenticator, RefuseAll
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_api.config import Settings
+from carevault_api.erasure.router import router as erasure_router
 from carevault_api.fhir.router import router as fhir_router
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
@@ -31,6 +36,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
+        app.state.audit = build_audit_trail(settings, app.state.sessions)
+        maintenance = asyncio.create_task(
+            app.state.audit.maintain(settings.audit_checkpoint_interval_seconds, settings.audit_prune_interval_seconds)
+        )
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "records", records.is_ready)
         add_readiness_check(app, "fileservice", files.is_ready)
@@ -39,6 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
             async for _ in lifespan_marker(app):
                 yield
         finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await final_checkpoint(app.state.audit)
             for client in (records, files, keys):
                 await client.close()
             await engine.dispose()
@@ -47,5 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.include_router(mesh_router(app, "gateway"))
     app.state.authenticator = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else RefuseAll()
+    # api's own FHIR routes first: the fhir router ends with the catch-all to records.
+    app.include_router(audit_router, dependencies=[Depends(require_callers("gateway"))])
+    app.include_router(erasure_router, dependencies=[Depends(require_callers("gateway"))])
     app.include_router(fhir_router, dependencies=[Depends(require_callers("gateway"))])
     return app

@@ -35,6 +35,7 @@ GENESIS_HASH: Final = "0" * 64
 _EVENT_LABEL: Final = b"carevault/audit-event/v1\x00"
 _CHECKPOINT_LABEL: Final = "carevault/audit-checkpoint/v1"
 DEFAULT_WINDOW: Final = 10_000
+PRUNED_EVENT: Final = "audit.pruned"
 # How far from its place a misplaced event is looked for when its predecessor is unknown.
 MOVE_SEARCH: Final = 8
 
@@ -110,6 +111,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggedCheckpoint:
+    """A checkpoint as api also writes it to its log stream (shipped elsewhere): the
+    signature without the hash, which is checked against the event stored at ``seq``.
+    Deleting the checkpoints from the database does not make these go away."""
+
+    seq: int
+    signed_at: datetime
+    key_id: str
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Anchor:
     """Where the chain starts after old events were pruned (retention)."""
 
@@ -159,8 +172,11 @@ class ChainVerifier:
         checkpoints: Iterable[Checkpoint] = (),
         check_signature: SignatureCheck | None = None,
         window: int = DEFAULT_WINDOW,
+        logged_checkpoints: Iterable[LoggedCheckpoint] = (),
     ) -> None:
         self.report = Report()
+        self._anchor = anchor
+        self._prune_recorded = anchor is None
         self._start_seq = anchor.seq + 1 if anchor else 1
         self._start_hash = anchor.hash if anchor else GENESIS_HASH
         self._expected = self._start_seq
@@ -173,6 +189,10 @@ class ChainVerifier:
         self._moved: list[tuple[int, int]] = []  # (stored seq, original seq)
         self._checkpoints: dict[int, Checkpoint] = {}
         self._check_signature = check_signature
+        self._logged: dict[int, list[LoggedCheckpoint]] = {}
+        if check_signature is not None:
+            for logged in logged_checkpoints:
+                self._logged.setdefault(logged.seq, []).append(logged)
         for cp in sorted(checkpoints, key=lambda c: c.seq):
             self._admit_checkpoint(cp)
         if anchor is not None and anchor.seq > 0:
@@ -257,6 +277,19 @@ class ChainVerifier:
             else:
                 report.checkpoints_valid += 1
                 report.last_signed_seq = event.seq
+        if not self._prune_recorded and self._anchor is not None and event.content.event == PRUNED_EVENT and intact:
+            self._prune_recorded = orjson.loads(event.content.details).get("up_to_seq") == self._anchor.seq
+        for logged in self._logged.pop(event.seq, []):
+            assert self._check_signature is not None
+            if self._check_signature(checkpoint_payload(event.seq, event.hash, logged.signed_at), logged.signature, logged.key_id):
+                report.checkpoints_valid += 1
+                report.last_signed_seq = max(report.last_signed_seq or 0, event.seq)
+            else:
+                self._find(
+                    "checkpoint",
+                    event.seq,
+                    f"seq {event.seq}: does not match the checkpoint logged at {format_time(logged.signed_at)} (the chain up to it was rewritten)",
+                )
         self._remember(event.hash, original)
         self._previous, self._previous_intact = event, intact and not gap
         self._chain_hash = event.hash
@@ -267,12 +300,16 @@ class ChainVerifier:
         """Close the check; ``head_*`` is the chain head row the writer keeps."""
         self._report_moves()
         last = self.report.last_seq if self.report.last_seq is not None else self._start_seq - 1
-        for seq in sorted(self._checkpoints):
-            if seq > last:
-                self._find(
-                    "deleted", last + 1, f"seq {last + 1}..{seq}: missing (a checkpoint was signed at seq {seq}; deleted at the end)"
-                )
-                break
+        if not self._prune_recorded and self._anchor is not None:
+            self._find(
+                "anchor",
+                self._anchor.seq,
+                f"the chain starts at seq {self._anchor.seq + 1} but no {PRUNED_EVENT} event records that pruning",
+            )
+        beyond = [seq for seq in (*self._checkpoints, *self._logged) if seq > last]
+        if beyond:
+            end = max(beyond)
+            self._find("deleted", last + 1, f"seq {last + 1}..{end}: missing (a checkpoint was signed at seq {end}; deleted at the end)")
         if head_seq is not None:
             if last > head_seq:
                 self._find("inserted", head_seq + 1, f"seq {head_seq + 1}..{last}: after the chain head (seq {head_seq}): inserted")

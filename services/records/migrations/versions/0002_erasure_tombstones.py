@@ -2,7 +2,7 @@
 
 Revision ID: erasure01
 Revises: 0001
-Create Date: 2026-12-01
+Create Date: 2026-11-26
 """
 
 import sqlalchemy as sa

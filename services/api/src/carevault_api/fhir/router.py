@@ -1,10 +1,13 @@
-"""The FHIR API as seen from outside: authenticate, then hand the request to records."""
+"""The FHIR API as seen from outside: authenticate, then hand the request to records,
+audited (carevault_api.audit.relay). AuditEvent and $erase are api's own routes,
+included before this router's catch-all (main.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from carevault_api.audit.relay import relay as audit_relay
 from carevault_api.deps import PrincipalDep
 from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
 from carevault_common.proxy import forward, forwarded_headers
@@ -12,7 +15,6 @@ from carevault_common.proxy import forward, forwarded_headers
 router = APIRouter(prefix="/fhir")
 
 FHIR_METHODS = ["GET", "POST", "PUT", "DELETE"]
-MAX_FHIR_BODY = 32 * 1024 * 1024
 
 
 @router.get("/metadata")
@@ -26,10 +28,10 @@ async def capability_statement(request: Request) -> Response:
 async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
     """Transaction and batch Bundles at the FHIR base (with or without its slash)."""
     headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers, path="/fhir")
+    return await audit_relay(request, principal, headers, path="/fhir")
 
 
 @router.api_route("/{path:path}", methods=FHIR_METHODS)
 async def fhir(request: Request, path: str, principal: PrincipalDep) -> Response:
     headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request)
-    return await forward(request, request.app.state.records, MAX_FHIR_BODY, headers)
+    return await audit_relay(request, principal, headers)

@@ -1,0 +1,67 @@
+"""Erasure of one patient (GDPR Art. 17): ``POST /fhir/Patient/{id}/$erase``.
+
+1. Journal it: the patient's pseudonym goes into the erasure journal (api's own
+   table, apart from the data), committed before anything is erased.
+2. Audit the attempt (``fhir.erase.attempt``): fail closed, nothing erased if it
+   cannot be stored.
+3. records erases every row of the patient and, first, asks keyservice to delete
+   the escrow packages (api -> records -> keyservice: records is keyservice's only
+   escrow caller, and keyservice's allow-list stays as it is).
+4. fileservice deletes the patient's blobs, whose ids records returns.
+5. The journal entry is marked done and ``fhir.erase`` (the tombstone: counts, no
+   content) is stored.
+
+Every step is idempotent: a failed erasure (503) is retried as it is, and
+``carevault erasure replay`` applies the journal again after a restore.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from carevault_api.audit.service import Actor, AuditTrail
+from carevault_api.clients.fileservice import FileserviceClient
+from carevault_api.clients.records import RecordsClient
+from carevault_api.erasure import repository
+from carevault_common.db import session_scope
+from carevault_common.errors import ProblemError, ServiceUnavailable
+from carevault_common.logging import request_id_var
+
+logger = logging.getLogger("carevault.api.erasure")
+
+
+async def erase_patient(
+    trail: AuditTrail, records: RecordsClient, files: FileserviceClient, actor: Actor, patient_id: str
+) -> dict[str, Any]:
+    pseudonym = trail.pseudonym(actor.tenant, patient_id)
+    async with session_scope(trail.sessions) as session:
+        await repository.note_requested(
+            session, tenant=actor.tenant, pseudonym=pseudonym, now=datetime.now(UTC), request_id=request_id_var.get() or None
+        )
+    await trail.append("fhir.erase.attempt", actor, outcome=None, resource_type="Patient", resource_id=patient_id)
+    try:
+        erased = await records.erase_patient(tenant=actor.tenant, principal=actor.subject or "", patient_id=patient_id)
+        blobs = [b for b in erased.get("blobs", []) if isinstance(b, str)]
+        await delete_blobs(files, blobs)
+    except ProblemError as failed:
+        await trail.append("fhir.erase", actor, outcome=failed.status, resource_type="Patient", resource_id=patient_id)
+        raise
+    async with session_scope(trail.sessions) as session:
+        await repository.note_completed(session, tenant=actor.tenant, pseudonym=pseudonym, now=datetime.now(UTC))
+    counts = {k: int(v) for k, v in erased.get("erased", {}).items()} | {"escrow_packages": int(erased.get("escrow_packages", 0))}
+    counts["blobs"] = len(blobs)
+    await trail.append("fhir.erase", actor, outcome=200, resource_type="Patient", resource_id=patient_id, details=counts)
+    logger.info("patient erased", extra={"counts": counts})
+    return counts
+
+
+async def delete_blobs(files: FileserviceClient, blob_ids: list[str]) -> None:
+    """Ask fileservice to delete each blob (404: already gone). Blob deletion belongs to
+    the files issue (``DELETE /blobs/{id}`` on fileservice); until Binary exists records
+    returns no blob, so this is the call site that the files issue completes."""
+    for blob_id in blob_ids:
+        resp = await files.request("DELETE", f"/blobs/{blob_id}")
+        if resp.status not in (200, 204, 404):
+            raise ServiceUnavailable("fileservice did not delete a blob of this patient; retry the erasure.")

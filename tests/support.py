@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carevault_cli.mesh import DB_SERVICES, Mesh, MeshLayout, migrate_all, prepare_state
+from carevault_cli.mesh import DB_SERVICES, ENV_PREFIX, Mesh, MeshLayout, migrate_all, prepare_state
+from tests.telemetry_sink import TelemetrySink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -83,6 +84,7 @@ class RunningMesh:
     layout: MeshLayout
     mesh: Mesh
     backend: str
+    telemetry: TelemetrySink
 
     @property
     def state_dir(self) -> Path:
@@ -160,8 +162,17 @@ class RunningMesh:
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
+# Added to every test mesh's port offset, so that suites of several checkouts on one
+# machine do not answer each other's requests (their PostgreSQL databases are named
+# after the offset too).
+PORT_OFFSET_BASE = int(os.environ.get("CAREVAULT_TEST_PORT_OFFSET", "0"))
+
+
 @contextmanager
 def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
+    """Every service's error reports and spans go to a local collector whose captures
+    land in ``<state_dir>/telemetry``: the scans for keys and canaries read them."""
+    port_offset += PORT_OFFSET_BASE
     if state_dir.exists():
         shutil.rmtree(state_dir)
     template, redis_url = "", ""
@@ -169,18 +180,19 @@ def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dic
         require_postgres()
         redis_url = require_redis()
         template = asyncio.run(recreate_databases(f"cvtest{port_offset}"))
-    layout = MeshLayout(
-        state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=extra_env or {}
-    )
+    sink = TelemetrySink(state_dir / "telemetry")
+    env = sink.env(list(ENV_PREFIX.values())) | (extra_env or {})
+    layout = MeshLayout(state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=env)
     prepare_state(layout)
     migrate_all(layout)
     mesh = Mesh(layout)
     try:
         mesh.start()
         mesh.wait_ready(timeout=60)
-        yield RunningMesh(layout, mesh, backend)
+        yield RunningMesh(layout, mesh, backend, sink)
     finally:
         mesh.stop()
+        sink.stop()
 
 
 # -- secrets the tests put into the platform, for the scan after the suite -------------

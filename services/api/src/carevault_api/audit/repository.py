@@ -43,16 +43,23 @@ async def lock_head(session: AsyncSession, lock_timeout_ms: int) -> Head:
     return Head(int(row.seq), row.hash)
 
 
-async def append_locked(session: AsyncSession, head: Head, content: EventContent) -> Head:
-    """Append one event after ``head`` (which the caller locked) and move the head."""
-    seq = head.seq + 1
-    chain_hash = event_hash(head.hash, seq, content)
-    values = dataclasses.asdict(content)
-    await session.execute(insert(AuditEvent).values(seq=seq, prev_hash=head.hash, hash=chain_hash, **values))
-    await session.execute(
-        update(AuditChainHead).where(AuditChainHead.id == HEAD_ROW).values(seq=seq, hash=chain_hash, updated_at=content.recorded_at)
-    )
-    return Head(seq, chain_hash)
+async def append_locked(session: AsyncSession, head: Head, contents: Sequence[EventContent]) -> Head:
+    """Append events after ``head`` (which the caller locked), in order, and move the
+    head: one INSERT of every row and one UPDATE, whatever their number."""
+    rows = []
+    for content in contents:
+        seq = head.seq + 1
+        chain_hash = event_hash(head.hash, seq, content)
+        rows.append({"seq": seq, "prev_hash": head.hash, "hash": chain_hash, **dataclasses.asdict(content)})
+        head = Head(seq, chain_hash)
+    if rows:
+        await session.execute(insert(AuditEvent), rows)
+        await session.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == HEAD_ROW)
+            .values(seq=head.seq, hash=head.hash, updated_at=rows[-1]["recorded_at"])
+        )
+    return head
 
 
 async def get_head(session: AsyncSession) -> Head:

@@ -42,6 +42,8 @@ APPEND_SECONDS = Histogram(
     "Time to store one audit event (head lock, insert, commit).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5),
 )
+# Events written in one transaction at most (group commit, see AuditTrail._write_pending).
+MAX_BATCH = 200
 CHECKPOINT_LAG = Gauge("carevault_audit_unsigned_events", "Events after the last signed checkpoint, as last seen by this replica.")
 
 
@@ -87,6 +89,8 @@ class AuditTrail:
         self.signer = signer
         self.retention = retention
         self.lock_timeout_ms = lock_timeout_ms
+        self._pending: list[tuple[EventContent, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def pseudonym(self, tenant: str, patient_id: str) -> str:
         return self.pseudonyms.pseudonym(tenant, patient_id)
@@ -131,17 +135,40 @@ class AuditTrail:
             details=canonical_details(dict(details or {})),
         )
         started = time.perf_counter()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((content, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
         try:
-            async with session_scope(self.sessions) as session:
-                head = await repository.lock_head(session, self.lock_timeout_ms)
-                await repository.append_locked(session, head, dataclasses.replace(content, recorded_at=datetime.now(UTC)))
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            APPEND_FAILURES.inc()
-            logger.error("audit event not stored", extra={"event": event, "error_type": type(exc).__name__})
-            raise AuditUnavailable("The audit trail is unavailable; nothing was relayed. Retry later.") from None
+            await asyncio.shield(done)
+        except AuditUnavailable:
+            logger.error("audit event not stored", extra={"event": event})
+            raise
         APPEND_SECONDS.observe(time.perf_counter() - started)
         EVENTS_RECORDED.labels(event).inc()
         return content.event_id
+
+    async def _write_pending(self) -> None:
+        """Group commit: the events that arrived while the previous batch was being
+        written go in one transaction (one head lock, one fsync), in arrival order.
+        A batch fails or succeeds whole; each waiting request learns which."""
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                async with session_scope(self.sessions) as session:
+                    head = await repository.lock_head(session, self.lock_timeout_ms)
+                    now = datetime.now(UTC)
+                    await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=now) for content, _ in batch])
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                APPEND_FAILURES.inc(len(batch))
+                logger.warning("audit batch not stored", extra={"events": len(batch), "error_type": type(exc).__name__})
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(AuditUnavailable("The audit trail is unavailable; nothing was relayed. Retry later."))
+                continue
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     # -- checkpoints and retention ---------------------------------------------------------
 
@@ -204,7 +231,7 @@ class AuditTrail:
                 legal_basis=spec("audit.pruned").legal_basis,
                 details=canonical_details({"up_to_seq": checkpoint.seq, "events": dropped, "retention_days": self.retention.days}),
             )
-            await repository.append_locked(session, head, content)
+            await repository.append_locked(session, head, [content])
         logger.info("audit events pruned", extra={"up_to_seq": checkpoint.seq, "events": dropped})
         return dropped
 

@@ -181,7 +181,8 @@ def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dic
         redis_url = require_redis()
         template = asyncio.run(recreate_databases(f"cvtest{port_offset}"))
     sink = TelemetrySink(state_dir / "telemetry")
-    env = sink.env(list(ENV_PREFIX.values())) | (extra_env or {})
+    # Checkpoints of the audit chain every second (300 s by default), so tests see them.
+    env = sink.env(list(ENV_PREFIX.values())) | {"API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1"} | (extra_env or {})
     layout = MeshLayout(state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=env)
     prepare_state(layout)
     migrate_all(layout)

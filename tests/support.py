@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ class RunningMesh:
             import sqlite3
 
             with sqlite3.connect(url.split("///", 1)[1]) as conn:
-                rows = conn.execute(sql.replace("$1", "?").replace("$2", "?").replace("$3", "?").replace("$4", "?"), args).fetchall()
+                rows = conn.execute(re.sub(r"\$(\d+)", r"?\1", sql), args).fetchall()
                 conn.commit()
                 return [tuple(r) for r in rows]
         import asyncpg

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from carevault_common.db import forget_deleted_pages, session_scope
 from carevault_common.errors import ProblemError, ServiceUnavailable
 from carevault_common.mtls import require_callers
 from carevault_crypto import InvalidKeyFormat, PatientKey
@@ -66,7 +67,11 @@ async def keyset(request: Request) -> KeysetResponse:
 
 
 @router.post("/patients/erase")
-async def erase(body: EraseRequest, session: SessionDep) -> EraseResponse:
+async def erase(body: EraseRequest, request: Request) -> EraseResponse:
     """Delete every escrow package of the patient (GDPR Art. 17, on records' request
-    during an erasure). Idempotent: a second call deletes nothing and succeeds."""
-    return EraseResponse(deleted=await repository.delete_patient(session, body.tenant, body.patient_id))
+    during an erasure). Idempotent: a second call deletes nothing and succeeds. Its
+    own transaction, committed before the write-ahead log is cleared of the pages."""
+    async with session_scope(request.app.state.sessions) as session:
+        deleted = await repository.delete_patient(session, body.tenant, body.patient_id)
+    await forget_deleted_pages(request.app.state.engine)
+    return EraseResponse(deleted=deleted)

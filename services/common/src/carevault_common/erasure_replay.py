@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from carevault_common.db import create_engine, session_factory, session_scope
+from carevault_common.db import create_engine, forget_deleted_pages, session_factory, session_scope
 from carevault_common.settings import DatabaseSettings
 from carevault_crypto.pseudonym import PseudonymKey
 
@@ -75,6 +75,7 @@ async def _replay(
             for tenant, patient_id in found:
                 async with session_scope(sessions) as session:  # one transaction per patient
                     await erase(session, tenant, patient_id)
+            await forget_deleted_pages(engine)
         return len(found)
     finally:
         await engine.dispose()

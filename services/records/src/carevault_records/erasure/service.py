@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from carevault_common.db import forget_deleted_pages, session_scope
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.erasure import repository
 from carevault_records.erasure.repository import ErasedRows
@@ -33,7 +34,13 @@ class Erasure:
     blobs: list[str]
 
 
-async def erase_patient(session: AsyncSession, keyservice: KeyserviceClient, tenant: str, patient_id: str) -> Erasure:
+async def erase_patient(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], keyservice: KeyserviceClient, tenant: str, patient_id: str
+) -> Erasure:
+    """Its own transaction (not the request's): once it has committed, the write-ahead
+    log is cleared of the erased pages before the answer goes back."""
     escrow = await keyservice.forget(tenant=tenant, patient_id=patient_id)
-    rows = await repository.erase_patient(session, tenant, patient_id, datetime.now(UTC))
+    async with session_scope(sessions) as session:
+        rows = await repository.erase_patient(session, tenant, patient_id, datetime.now(UTC))
+    await forget_deleted_pages(engine)
     return Erasure(rows, escrow, blobs=[])

@@ -107,12 +107,22 @@ def test_spans_leave_the_process_redacted() -> None:
         span.set_attribute("patient.name", "Canaryfamily")
         span.set_attribute("http.url", f"/fhir/Patient?phone=+33642179358&key={PATIENT_KEY}")
         span.add_event("retry", {"note": "the canary sings", "peer": "records"})
+        span.set_attribute("url.query", "family=Canaryfamily")
     (exported,) = memory.get_finished_spans()
     dumped = exported.to_json()
     for secret in ("marguerite.canary", "Canaryfamily", "642179358", PATIENT_KEY, "the canary sings"):
-        assert secret not in dumped
+        assert secret not in dumped, secret
     assert exported.attributes is not None and exported.attributes["http.route"] == "/fhir/{path:path}"
-    assert exported.events[0].attributes is not None and exported.events[0].attributes["peer"] == "records"
+    assert exported.attributes["http.url"] == "[redacted]"  # not on the allow-list: masked whatever it holds
+    assert exported.events[0].attributes is not None and exported.events[0].attributes["peer"] == "[redacted]"
+
+
+def test_fastapi_native_telemetry_is_off() -> None:
+    """FastAPI's own spans carry url.query and url.path raw (found by the mesh canary test)."""
+    from carevault_common.app import build_app
+
+    app = build_app("test")
+    assert app._telemetry["tracing"] is False and app._telemetry["logs"] is False  # type: ignore[attr-defined]
 
 
 def test_sentry_before_send_keeps_only_allowed_keys_and_redacts_them() -> None:

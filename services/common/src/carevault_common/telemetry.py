@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carevault_common.logging import redact, redact_value, request_id_var, trace_id_var
+from carevault_common.logging import REDACTED, redact, redact_value, request_id_var, trace_id_var
 
 REQUESTS = Counter(
     "carevault_http_requests_total",
@@ -58,15 +58,43 @@ def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
     trace.set_tracer_provider(provider)
 
 
+# Span attributes that may leave as they are (ids, codes, templates); any other
+# attribute leaves with its value masked. Instrumentations record raw URLs, query
+# strings, headers and statements under other keys.
+SAFE_SPAN_ATTRIBUTES = frozenset(
+    {
+        "http.route",
+        "http.request.method",
+        "http.response.status_code",
+        "server.port",
+        "network.protocol.name",
+        "network.protocol.version",
+        "url.scheme",
+        "error.type",
+        "db.system",
+        "db.system.name",
+        "db.operation.name",
+        "rpc.system",
+    }
+)
+
+
+def _span_attributes(attributes: Any) -> dict[str, Any]:
+    kept = {k: (v if k in SAFE_SPAN_ATTRIBUTES or k.startswith("carevault.") else REDACTED) for k, v in dict(attributes or {}).items()}
+    redacted: dict[str, Any] = redact_value(kept)
+    return redacted
+
+
 def redact_span(span: ReadableSpan) -> ReadableSpan:
-    """A copy of ``span`` whose name, attributes and events went through the filter."""
-    events = [Event(redact(e.name), redact_value(dict(e.attributes or {})), e.timestamp) for e in span.events]
+    """A copy of ``span``: name through the filter, attributes through the allow-list
+    and the filter (events likewise)."""
+    events = [Event(redact(e.name), _span_attributes(e.attributes), e.timestamp) for e in span.events]
     return ReadableSpan(
         name=redact(span.name),
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=redact_value(dict(span.attributes or {})),
+        attributes=_span_attributes(span.attributes),
         events=events,
         links=span.links,
         kind=span.kind,

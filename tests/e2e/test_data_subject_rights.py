@@ -293,6 +293,12 @@ def test_erasure_replay_after_a_restore_from_an_older_backup(restorable: Running
     dry = carevault(mesh, "erasure", "replay", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert [orjson.loads(line)["matched"] for line in dry.stdout.splitlines()] == [1, 1]
+    # The journal's second copy, in api's log stream (for when api's database was restored too).
+    logged = [orjson.loads(line) for line in mesh.logs("api").splitlines() if '"patient erased"' in line]
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(orjson.dumps({"tenant": e["tenant"], "pseudonym": e["pseudonym"]}).decode() + "\n" for e in logged))
+    from_logs = carevault(mesh, "erasure", "replay", "--dry-run", "--journal", str(journal))
+    assert [orjson.loads(line)["matched"] for line in from_logs.stdout.splitlines()] == [1, 1], from_logs.stderr
     assert asyncio.run(read(patient_id, key)) == 200
     done = carevault(mesh, "erasure", "replay")
     assert done.returncode == 0, done.stderr

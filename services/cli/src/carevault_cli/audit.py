@@ -105,7 +105,14 @@ async def _events(conn: AsyncConnection, after: int) -> list[StoredEvent]:
     return [_event(row) for row in rows]
 
 
-async def verify_database(database_url: str, public_key: CheckpointVerifier | None, logged: Iterable[LoggedCheckpoint] = ()) -> Report:
+async def verify_database(
+    database_url: str, public_keys: Iterable[CheckpointVerifier] | CheckpointVerifier | None, logged: Iterable[LoggedCheckpoint] = ()
+) -> Report:
+    """Verify api's audit tables. ``public_keys``: every checkpoint key the trail was
+    signed with (the current one and, after a rotation, the earlier ones)."""
+    if isinstance(public_keys, CheckpointVerifier):
+        public_keys = [public_keys]
+    keys = {k.key_id: k for k in public_keys or ()}
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -117,11 +124,11 @@ async def verify_database(database_url: str, public_key: CheckpointVerifier | No
             ]
 
             def check(payload: bytes, signature: bytes, key_id: str) -> bool:
-                assert public_key is not None
-                return key_id == public_key.key_id and public_key.verify(payload, signature)
+                key = keys.get(key_id)
+                return key is not None and key.verify(payload, signature)
 
             verifier = ChainVerifier(
-                anchor=anchor, checkpoints=checkpoints, check_signature=check if public_key else None, logged_checkpoints=logged
+                anchor=anchor, checkpoints=checkpoints, check_signature=check if keys else None, logged_checkpoints=logged
             )
             last = anchor.seq if anchor else 0
             while True:  # until the head read after the events is not beyond them (appends go on meanwhile)
@@ -152,9 +159,9 @@ def render(report: Report, *, signed: bool) -> Iterator[str]:
             yield f"{report.unsigned_tail} event(s) after the last signed checkpoint are protected by the hash chain only"
 
 
-def cmd_verify(database_url: str, public_key_file: Path | None, log_files: list[Path], as_json: bool) -> int:
-    public_key = CheckpointVerifier.from_text(public_key_file.read_text(encoding="utf-8")) if public_key_file else None
-    report = asyncio.run(verify_database(database_url, public_key, read_logged_checkpoints(log_files)))
+def cmd_verify(database_url: str, public_key_files: list[Path], log_files: list[Path], as_json: bool) -> int:
+    public_keys = [CheckpointVerifier.from_text(path.read_text(encoding="utf-8")) for path in public_key_files]
+    report = asyncio.run(verify_database(database_url, public_keys, read_logged_checkpoints(log_files)))
     if as_json:
         body = {
             "ok": report.ok,
@@ -168,7 +175,7 @@ def cmd_verify(database_url: str, public_key_file: Path | None, log_files: list[
         }
         print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     else:
-        for line in render(report, signed=public_key is not None):
+        for line in render(report, signed=bool(public_keys)):
             print(line)
     return 0 if report.ok else 1
 

@@ -24,8 +24,12 @@ from carevault_cli.mesh import MeshLayout, run_maintenance
 DATA_SERVICES = ("records", "keyservice")
 
 
-def replay(layout: MeshLayout, pseudonym_key_file: Path, *, dry_run: bool = False) -> list[dict[str, object]]:
-    journal = run_maintenance(layout, "api", "erasure-journal")
+def replay(
+    layout: MeshLayout, pseudonym_key_file: Path, *, dry_run: bool = False, journal_file: Path | None = None
+) -> list[dict[str, object]]:
+    """``journal_file``: the journal as JSON lines, when api's database is not the
+    source (restored too, so older than the erasures: take it from the log stream)."""
+    journal = journal_file.read_bytes() if journal_file else run_maintenance(layout, "api", "erasure-journal")
     args = ["--pseudonym-key-file", str(pseudonym_key_file), *(["--dry-run"] if dry_run else [])]
     summaries: list[dict[str, object]] = []
     for service in DATA_SERVICES:
@@ -34,8 +38,8 @@ def replay(layout: MeshLayout, pseudonym_key_file: Path, *, dry_run: bool = Fals
     return summaries
 
 
-def cmd_replay(layout: MeshLayout, pseudonym_key_file: Path | None, dry_run: bool) -> int:
+def cmd_replay(layout: MeshLayout, pseudonym_key_file: Path | None, dry_run: bool, journal_file: Path | None = None) -> int:
     key_file = pseudonym_key_file or layout.audit_dir / "pseudonym.key"
-    for summary in replay(layout, key_file, dry_run=dry_run):
+    for summary in replay(layout, key_file, dry_run=dry_run, journal_file=journal_file):
         print(orjson.dumps(summary).decode())
     return 0

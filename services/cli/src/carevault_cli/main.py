@@ -74,10 +74,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     layout = _layout(args)
     url = args.database_url or layout.database_url("api")
-    public_key = args.public_key or (layout.audit_dir / "checkpoint.pub" if not args.database_url else None)
-    if public_key is not None and not public_key.is_file():
-        public_key = None
-    return cmd_verify(url, public_key, [Path(p) for p in args.log_checkpoints], args.json)
+    public_keys = [Path(p) for p in args.public_key]
+    local_key = layout.audit_dir / "checkpoint.pub"
+    if not public_keys and not args.database_url and local_key.is_file():
+        public_keys = [local_key]  # a local run's own key
+    return cmd_verify(url, public_keys, [Path(p) for p in args.log_checkpoints], args.json)
 
 
 def cmd_audit_keygen(args: argparse.Namespace) -> int:
@@ -89,7 +90,8 @@ def cmd_audit_keygen(args: argparse.Namespace) -> int:
 def cmd_erasure_replay(args: argparse.Namespace) -> int:
     from carevault_cli.erasure import cmd_replay
 
-    return cmd_replay(_layout(args), Path(args.pseudonym_key_file) if args.pseudonym_key_file else None, args.dry_run)
+    key_file = Path(args.pseudonym_key_file) if args.pseudonym_key_file else None
+    return cmd_replay(_layout(args), key_file, args.dry_run, Path(args.journal) if args.journal else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the hash chain and its signed checkpoints; name what was altered, deleted, inserted, reordered"
     )
     verify.add_argument("--database-url", default="", help="api's database (read-only use); the local one under --state-dir when empty")
-    verify.add_argument("--public-key", type=Path, default=None, help="checkpoint public key file (checkpoint.pub)")
+    verify.add_argument(
+        "--public-key", action="append", default=[], help="checkpoint public key file (checkpoint.pub); repeat for earlier keys"
+    )
     verify.add_argument(
         "--log-checkpoints", nargs="*", default=[], help="api JSON log files: their 'audit checkpoint' lines are checked too"
     )
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = erasure.add_parser("replay", help="after a restore: erase again every patient the erasure journal names")
     replay.add_argument("--pseudonym-key-file", default="", help="the audit pseudonym key; the local one under --state-dir when empty")
     replay.add_argument("--dry-run", action="store_true", help="count matches; erase nothing")
+    replay.add_argument("--journal", default="", help="JSON lines {tenant, pseudonym} (e.g. from api's logs); api's database when empty")
     replay.set_defaults(func=cmd_erasure_replay)
     return parser
 

@@ -114,7 +114,8 @@ def _specs() -> dict[str, EventSpec]:
         ("admin.consent.grant", APPLICATION_ACTIVITY, "a consent was recorded"),
         ("admin.consent.revoke", APPLICATION_ACTIVITY, "a consent was withdrawn"),
     ):
-        add(name, "admin", "U" if not name.endswith((".create", ".grant")) else "C", type_, None, summary)
+        action = "C" if name.endswith((".create", ".grant")) else "D" if name.endswith((".delete", ".revoke")) else "U"
+        add(name, "admin", action, type_, None, summary)
     # Break-glass (recorded by the break-glass workflow through audit.record).
     add("breakglass.requested", "break-glass", "C", SECURITY_ALERT, EMERGENCY_OVERRIDE_STARTED, "a break-glass request was filed")
     add("breakglass.approved", "break-glass", "U", SECURITY_ALERT, EMERGENCY_OVERRIDE_STARTED, "a break-glass request was approved")

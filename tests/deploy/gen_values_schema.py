@@ -123,6 +123,16 @@ def service_block(name: str, extra: dict[str, Schema]) -> Schema:
     return obj(properties, description=f"the {name} service")
 
 
+API_EXTRA: dict[str, Schema] = {
+    "audit": obj(
+        {
+            "existingSecret": string(**K8S_NAME),
+            "checkpointIntervalSeconds": integer(1, 86400),
+            "retentionDays": integer(180),
+        }
+    ),
+}
+
 GATEWAY_EXTRA: dict[str, Schema] = {
     "service": obj(
         {
@@ -292,7 +302,7 @@ def build() -> Schema:
             ),
             "helmTest": obj({"enabled": boolean()}),
             "gateway": service_block("gateway", GATEWAY_EXTRA),
-            "api": service_block("api", {}),
+            "api": service_block("api", API_EXTRA),
             "records": service_block("records", {}),
             "keyservice": service_block("keyservice", KEYSERVICE_EXTRA),
             "fileservice": service_block("fileservice", FILESERVICE_EXTRA),

@@ -248,6 +248,14 @@ GATEWAY_REDIS_URL_FILE: /var/run/carevault/redis/url
 GATEWAY_REDIS_URL: ""
 {{- end }}
 {{- end }}
+{{- if eq $svc "api" }}
+API_AUDIT_CHECKPOINT_INTERVAL_SECONDS: {{ $v.audit.checkpointIntervalSeconds | quote }}
+API_AUDIT_RETENTION_DAYS: {{ $v.audit.retentionDays | quote }}
+{{- if $v.audit.existingSecret }}
+API_AUDIT_CHECKPOINT_KEY_FILE: /var/run/carevault/audit/checkpoint.key
+API_AUDIT_PSEUDONYM_KEY_FILE: /var/run/carevault/audit/pseudonym.key
+{{- end }}
+{{- end }}
 {{- if eq $svc "keyservice" }}
 KEYSERVICE_DOCTOR_KEYS_DIR: /var/run/carevault/doctor-keys
 {{- end }}

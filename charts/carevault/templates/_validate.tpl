@@ -76,6 +76,10 @@ All problems are reported at once.
 {{- $errors = append $errors "gateway.redis.enabled is false: rate limits and replay caches must be shared across gateway replicas in prod and preprod" -}}
 {{- end -}}
 
+{{- if and (ne $v.global.environment "dev") (not $v.api.audit.existingSecret) -}}
+{{- $errors = append $errors "api.audit.existingSecret is required outside dev: the audit trail's checkpoint and pseudonym keys (carevault audit keygen, docs/operations-audit.md)" -}}
+{{- end -}}
+
 {{- $k := $v.keyservice.doctorKeys -}}
 {{- if and $k.existingConfigMap $k.existingSecret -}}
 {{- $errors = append $errors "keyservice.doctorKeys: set existingConfigMap or existingSecret, not both" -}}

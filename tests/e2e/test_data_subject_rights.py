@@ -188,6 +188,11 @@ async def test_erasure_leaves_410s_no_trace_of_the_patient_no_escrow_and_a_tombs
     await assert_erased(fhir, patient_id, created, new_key)
     await assert_nothing_left(mesh, patient_id, created)
     assert (await fhir.post(f"/Patient/{patient_id}/$erase")).status_code == 200  # idempotent
+    before = await last_seq(mesh)
+    unknown = str(uuid.uuid4())
+    assert (await fhir.post(f"/Patient/{unknown}/$erase")).status_code == 404
+    assert [(e, o) for e, o, *_ in await events_since(mesh, before)] == [("fhir.erase.attempt", None), ("fhir.erase", 404)]
+    assert (await fhir.get(f"/Patient/{unknown}", headers={"x-patient-key": new_key})).status_code == 404  # no tombstone
     assert verify(mesh)["ok"]
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -167,7 +167,3 @@ async def prune_to(session: AsyncSession, checkpoint: StoredCheckpoint, now: dat
     await session.execute(delete(AuditAnchor))
     await session.execute(insert(AuditAnchor).values(id=HEAD_ROW, seq=checkpoint.seq, hash=checkpoint.hash, pruned_at=now))
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def count_events(session: AsyncSession) -> int:
-    return int((await session.execute(select(func.count()).select_from(AuditEvent))).scalar_one())

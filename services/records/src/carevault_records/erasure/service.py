@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from carevault_common.db import forget_deleted_pages, session_scope
+from carevault_common.errors import NotFound
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.erasure import repository
 from carevault_records.erasure.repository import ErasedRows
@@ -41,6 +42,9 @@ async def erase_patient(
     log is cleared of the erased pages before the answer goes back."""
     escrow = await keyservice.forget(tenant=tenant, patient_id=patient_id)
     async with session_scope(sessions) as session:
+        erased_before = await repository.is_erased(session, tenant, "Patient", patient_id)
         rows = await repository.erase_patient(session, tenant, patient_id, datetime.now(UTC))
+        if not (erased_before or rows.key_material or rows.resources or escrow):
+            raise NotFound("No such patient in this tenant.")  # rolls back: no tombstone for an id that never was
     await forget_deleted_pages(engine)
     return Erasure(rows, escrow, blobs=[])

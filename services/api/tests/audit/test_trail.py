@@ -124,3 +124,31 @@ async def test_three_replicas_appending_at_once_keep_one_unbroken_chain(api_data
     assert report.ok, report.findings
     assert (report.events, report.first_seq, report.last_seq) == (3 * per_replica, 1, 3 * per_replica)
     print(f"\n{3 * per_replica} events from 3 replicas x {tasks} tasks in {elapsed:.2f}s ({3 * per_replica / elapsed:.0f} events/s)")
+
+
+async def test_other_domains_record_their_events_with_audit_record(api_database: str) -> None:
+    """The function the sign-in, administration and break-glass domains call."""
+    from types import SimpleNamespace
+
+    from carevault_api import audit
+    from carevault_api.auth.principal import Principal
+
+    trail, engine = trail_for(api_database)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(audit=trail)))
+    await audit.record(
+        request, "signin.failure", outcome=401, tenant="t1", subject="jdoe", client_id="mobile", details={"reason": "bad-password"}
+    )  # type: ignore[arg-type]
+    await audit.record(request, "admin.role.grant", outcome=200, principal=Principal("t1", "admin-1"), details={"role": "auditor"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown audit event"):
+        await audit.record(request, "signin.maybe", outcome=200, tenant="t1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="principal or a tenant"):
+        await audit.record(request, "signin.success", outcome=200)  # type: ignore[arg-type]
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = (
+            await conn.execute(text("SELECT event, category, action, principal, client_id, details FROM audit_events ORDER BY seq"))
+        ).all()
+    await engine.dispose()  # type: ignore[attr-defined]
+    assert [tuple(r) for r in rows] == [
+        ("signin.failure", "sign-in", "E", "jdoe", "mobile", '{"reason":"bad-password"}'),
+        ("admin.role.grant", "admin", "C", "admin-1", None, '{"role":"auditor"}'),
+    ]

@@ -1,9 +1,11 @@
 """The audit trail: append events (fail closed), sign checkpoints, prune by retention.
 
-Every append is its own short transaction on api's database: lock the chain head,
-insert the event with ``hash = H(previous hash, canonical event)``, move the head,
-commit. If any of it fails the caller gets :class:`AuditUnavailable` (503) and must
-not go on: no access goes unrecorded.
+An append is a short transaction on api's database: lock the chain head, insert the
+event with ``hash = H(previous hash, canonical event)``, move the head, commit.
+Events that arrive while one is being written go together in the next transaction
+(group commit). Each caller waits until its own event is durable; if it cannot be
+stored, the caller gets :class:`AuditUnavailable` (503) and must not go on: no access
+goes unrecorded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carevault_api.audit import repository
@@ -159,7 +160,7 @@ class AuditTrail:
                     head = await repository.lock_head(session, self.lock_timeout_ms)
                     now = datetime.now(UTC)
                     await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=now) for content, _ in batch])
-            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # whatever it is, every waiter must learn it: none may hang
                 APPEND_FAILURES.inc(len(batch))
                 logger.warning("audit batch not stored", extra={"events": len(batch), "error_type": type(exc).__name__})
                 for _, waiter in batch:
@@ -246,7 +247,7 @@ class AuditTrail:
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + prune_every
                     await self.prune()
-            except (SQLAlchemyError, OSError) as exc:
+            except Exception as exc:  # the loop must outlive a bad moment of the database
                 logger.warning("audit maintenance failed", extra={"error_type": type(exc).__name__})
 
 
@@ -285,7 +286,7 @@ async def record(
     """
     if principal is not None:
         actor = Actor.of(principal, purpose)
-        actor = Actor(actor.tenant, actor.subject, client_id or actor.client_id, actor.purpose, legal_basis or actor.legal_basis)
+        actor = dataclasses.replace(actor, client_id=client_id or actor.client_id, legal_basis=legal_basis or actor.legal_basis)
     else:
         if tenant is None:
             raise ValueError("record() needs a principal or a tenant")

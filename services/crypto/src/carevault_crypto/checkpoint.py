@@ -23,11 +23,12 @@ The key id is 32 hex characters of SHA-256(label, public key).
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from typing import Final
 
 from carevault_crypto import _primitives
 from carevault_crypto._encoding import b64url_decode, b64url_encode, encode_parts
 from carevault_crypto.errors import InvalidKeyFormat
+from carevault_crypto.keys import _TOKEN, _SecretKey
 
 __all__ = ["CheckpointSigner", "CheckpointVerifier", "generate_checkpoint_signer"]
 
@@ -36,7 +37,6 @@ _KEY_ID_LABEL: Final = b"carevault/audit-checkpoint-key-id/v1"
 PRIVATE_PREFIX: Final = "carevault-checkpoint-key.v1."
 PUBLIC_PREFIX: Final = "carevault-checkpoint-pub.v1."
 SIGNATURE_SIZE: Final = _primitives.ED25519_SIGNATURE_SIZE
-_TOKEN: Final = object()
 
 
 def _key_id(public: bytes) -> str:
@@ -90,19 +90,18 @@ class CheckpointVerifier:
         return f"CheckpointVerifier(key_id={self._key_id!r})"
 
 
-class CheckpointSigner:
-    """The private checkpoint key: opaque, never in the audit database."""
+class CheckpointSigner(_SecretKey):
+    """The private checkpoint key (its 32-byte seed): opaque like every key here,
+    never in the audit database."""
 
-    __slots__ = ("_seed", "_verifier")
+    __slots__ = ("_verifier",)
 
     def __init__(self, seed: bytes, *, _token: object = None) -> None:
-        if _token is not _TOKEN:
-            raise TypeError("use generate_checkpoint_signer() or CheckpointSigner.from_text()")
+        super().__init__(seed, _token=_token)
         try:
-            public = _primitives.ed25519_public(seed)
+            public = _primitives.ed25519_public(self._raw)
         except ValueError:
             raise InvalidKeyFormat("not a valid checkpoint signing key") from None
-        self._seed = bytes(seed)
         self._verifier = CheckpointVerifier(public, _token=_TOKEN)
 
     @classmethod
@@ -123,21 +122,7 @@ class CheckpointSigner:
 
     def sign(self, payload: bytes) -> bytes:
         """A 64-byte signature over ``payload`` (deterministic)."""
-        return _primitives.ed25519_sign(self._seed, _message(payload))
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __format__(self, format_spec: str) -> str:
-        return "***"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
+        return _primitives.ed25519_sign(self._raw, _message(payload))
 
 
 def generate_checkpoint_signer() -> CheckpointSigner:
@@ -147,4 +132,4 @@ def generate_checkpoint_signer() -> CheckpointSigner:
 
 def _signer_seed(signer: CheckpointSigner) -> bytes:
     """Package-internal: the seed, for :mod:`carevault_crypto.export` only."""
-    return signer._seed
+    return signer._raw

@@ -16,31 +16,24 @@ form leaves the opaque :class:`PseudonymKey` only through
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from typing import Final
 
 from carevault_crypto import _primitives
 from carevault_crypto._encoding import b64url_decode, encode_parts
 from carevault_crypto.errors import InvalidKeyFormat
+from carevault_crypto.keys import _TOKEN, _SecretKey
 
 __all__ = ["PseudonymKey"]
 
 _LABEL: Final = b"carevault/pseudonym/v1"
 PREFIX: Final = "carevault-pseudonym-key.v1."
 PSEUDONYM_HEX_LENGTH: Final = 32
-_TOKEN: Final = object()
 
 
-class PseudonymKey:
-    """A 32-byte HMAC key: opaque, prints ``***``, refuses to pickle."""
+class PseudonymKey(_SecretKey):
+    """A 32-byte HMAC key: opaque like every key here (prints ``***``, refuses to pickle)."""
 
-    __slots__ = ("_raw",)
-
-    def __init__(self, raw: bytes, *, _token: object = None) -> None:
-        if _token is not _TOKEN:
-            raise TypeError("use PseudonymKey.generate() or PseudonymKey.from_text()")
-        if len(raw) != _primitives.KEY_SIZE:
-            raise InvalidKeyFormat("pseudonym key must be 32 bytes")
-        self._raw = bytes(raw)
+    __slots__ = ()
 
     @classmethod
     def generate(cls) -> PseudonymKey:
@@ -58,17 +51,3 @@ class PseudonymKey:
         """32 hex characters naming ``parts`` (e.g. tenant, patient id) under this key."""
         mac = _primitives.hmac_sha256(self._raw, encode_parts(_LABEL, *(p.encode("utf-8") for p in parts)))
         return mac[: PSEUDONYM_HEX_LENGTH // 2].hex()
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __format__(self, format_spec: str) -> str:
-        return "***"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")

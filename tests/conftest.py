@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import CANARIES, SECRETS_USED, RunningMesh, running_mesh, secret_forms
-
-# Port offsets keep the test meshes clear of a `make run` on the default ports.
-_OFFSETS = {"sqlite": 1000, "postgres": 1100}
+from tests.support import CANARIES, SECRETS_USED, RunningMesh, drop_databases, free_port_offset, running_mesh, secret_forms
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -20,14 +18,34 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     that mesh is scanned for the patient keys and canary strings the tests sent
     (invariant 1): a hit fails the suite."""
     backend: str = request.param
-    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), _OFFSETS[backend], backend) as running:
+    # A short keyset TTL so that a doctor key added by a test reaches patients quickly.
+    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1"}
+    # Free ports away from a `make run` on the default ones (and from parallel runs).
+    offset = free_port_offset()
+    with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), offset, backend, extra_env=env) as running:
         yield running
-    assert_nothing_secret_at_rest(running)
+    try:
+        assert_nothing_secret_at_rest(running)
+    finally:
+        if backend == "postgres":
+            asyncio.run(drop_databases(f"cvtest{offset}"))
+
+
+# A file key in its transport form (base64url of 0x01 | 32 bytes): what api hands
+# fileservice per request. It must never be stored or logged.
+FILE_KEY_TRANSPORT = re.compile(rb"(?<![A-Za-z0-9_-])AQ[A-Za-z0-9_-]{42}(?![A-Za-z0-9_-])")
 
 
 def assert_nothing_secret_at_rest(running: RunningMesh) -> None:
-    haystacks = {"databases": asyncio.run(running.dump_databases()), "state files and logs": running.state_files()}
+    haystacks = {
+        "databases": asyncio.run(running.dump_databases()),
+        "blob store": running.blob_store(),
+        "state files and logs": running.state_files(),
+    }
     for where, haystack in haystacks.items():
+        # Every canary starts so: one search finds any of them, even one the tests lost track of.
+        assert b"CANARY" not in haystack, f"a canary was found in the {where} of the {running.backend} mesh"
+        assert FILE_KEY_TRANSPORT.search(haystack) is None, f"a file key was found in the {where} of the {running.backend} mesh"
         for raw in SECRETS_USED:
             for form in secret_forms(raw):
                 assert form not in haystack, f"a patient key was found in the {where} of the {running.backend} mesh"

@@ -150,11 +150,21 @@ class RunningMesh:
         return bytes(out)
 
     def state_files(self) -> bytes:
-        """Every file under the state directory except the databases (scanned above)
-        and the development hosting-doctor's private key material."""
+        """Every file under the state directory except the databases and the blob
+        store (scanned apart)."""
         out = bytearray()
         for path in sorted(self.state_dir.rglob("*")):
-            if path.is_file() and "db" not in path.parts:
+            relative = path.relative_to(self.state_dir).parts
+            if path.is_file() and relative[0] not in ("db", "blobs"):
+                out += path.read_bytes()
+        return bytes(out)
+
+    def blob_store(self) -> bytes:
+        """Every stored object and leftover upload of fileservice's local blob store:
+        ciphertext only, so no canary placed in an uploaded file may appear."""
+        out = bytearray()
+        for path in sorted((self.state_dir / "blobs").rglob("*")):
+            if path.is_file():
                 out += path.read_bytes()
         return bytes(out)
 
@@ -163,24 +173,53 @@ class RunningMesh:
         return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-# Added to every test mesh's port offset, so that suites of several checkouts on one
-# machine do not answer each other's requests (their PostgreSQL databases are named
-# after the offset too).
-PORT_OFFSET_BASE = int(os.environ.get("CAREVAULT_TEST_PORT_OFFSET", "0"))
+def free_port_offset() -> int:
+    """A port offset at which all ten ports of a mesh are free. Random, so that
+    test runs in parallel (other checkouts on the same machine) rarely collide."""
+    import random
+    import socket
+
+    from carevault_cli.mesh import MANAGEMENT_PORTS, TLS_PORTS
+
+    ports = [*TLS_PORTS.values(), *MANAGEMENT_PORTS.values()]
+    for _ in range(200):
+        offset = random.randrange(1000, 23000, 10)  # below the ephemeral port range
+        try:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free port range for a test mesh")
+
+
+async def drop_databases(prefix: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for service in DB_SERVICES:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @contextmanager
-def running_mesh(state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None) -> Iterator[RunningMesh]:
-    """Every service's error reports and spans go to a local collector whose captures
+def running_mesh(
+    state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None, *, db_prefix: str | None = None
+) -> Iterator[RunningMesh]:
+    """The five services as subprocesses, stopped on exit; on PostgreSQL the databases
+    ``<db_prefix>_<service>`` (default ``cvtest<port_offset>``) are recreated first.
+    Every service's error reports and spans go to a local collector whose captures
     land in ``<state_dir>/telemetry``: the scans for keys and canaries read them."""
-    port_offset += PORT_OFFSET_BASE
     if state_dir.exists():
         shutil.rmtree(state_dir)
     template, redis_url = "", ""
     if backend == "postgres":
         require_postgres()
         redis_url = require_redis()
-        template = asyncio.run(recreate_databases(f"cvtest{port_offset}"))
+        template = asyncio.run(recreate_databases(db_prefix or f"cvtest{port_offset}"))
     sink = TelemetrySink(state_dir / "telemetry")
     # Checkpoints of the audit chain every second (300 s by default), so tests see them.
     env = sink.env(list(ENV_PREFIX.values())) | {"API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1"} | (extra_env or {})

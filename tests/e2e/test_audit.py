@@ -70,6 +70,16 @@ async def test_every_health_data_endpoint_leaves_exactly_the_documented_events(f
         fhir.post("", content=orjson.dumps(bundle), headers=h | {"content-type": "application/fhir+json"}),
     )
     await step([("fhir.export", 200, "Patient", None, p)], fhir.get(f"/Patient/{patient_id}/$everything", headers=h))
+    # Binary content goes through api's own routes (fileservice), audited the same way.
+    before = await last_seq(mesh)
+    binary_headers = h | {"content-type": "text/plain", "x-security-context": f"Patient/{patient_id}"}
+    binary = (await fhir.post("/Binary", content=b"scanned letter", headers=binary_headers)).json()["id"]
+    assert await events_since(mesh, before) == [
+        ("fhir.create.attempt", None, "Binary", None, None),
+        ("fhir.create", 201, "Binary", binary, p),
+    ]
+    await step([("fhir.read", 200, "Binary", binary, p)], fhir.get(f"/Binary/{binary}", headers=h | {"accept": "text/plain"}))
+    await step([("fhir.read", 403, "Binary", binary, p)], fhir.get(f"/Binary/{binary}", headers={"x-patient-key": new_patient_key()}))
     new_key = new_patient_key()
     rotate = {"resourceType": "Parameters", "parameter": [{"name": "newKey", "valueString": new_key}]}
     await step(

@@ -20,7 +20,7 @@ import pytest
 from carevault_records.fhir.bundle_convert import collection_as_transaction
 from tests.audit_support import carevault, create_patient, events_since, last_seq, observation, pseudonym, verify
 from tests.fhir_loader import comparable
-from tests.support import RunningMesh, new_patient_key, running_mesh
+from tests.support import RunningMesh, canary, drop_databases, free_port_offset, new_patient_key, running_mesh
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
 
@@ -136,15 +136,17 @@ async def raw_database(mesh: RunningMesh, service: str) -> bytes:
     return bytes(out)
 
 
-async def assert_nothing_left(mesh: RunningMesh, patient_id: str, created: list[str]) -> None:
-    ids = [patient_id.encode()] + [ref.split("/")[1].encode() for ref in created]
+async def assert_nothing_left(mesh: RunningMesh, patient_id: str, created: list[str], blobs: tuple[str, ...] | list[str] = ()) -> None:
+    ids = [patient_id.encode()] + [ref.split("/")[1].encode() for ref in created] + [b.encode() for b in blobs]
     for service in ("records", "keyservice", "fileservice"):
         haystack = await raw_database(mesh, service)
         assert not [i for i in ids if i in haystack], f"{service} still holds something of the erased patient"
     # api keeps the audit tombstone: resource ids of what was erased, the patient as a pseudonym only.
     assert patient_id.encode() not in await raw_database(mesh, "api")
-    blobs = b"".join(p.read_bytes() for p in (mesh.state_dir / "blobs").rglob("*") if p.is_file())
-    assert not [i for i in ids if i in blobs]
+    stored = [p for p in (mesh.state_dir / "blobs").rglob("*") if p.is_file()]
+    assert not [p for p in stored if any(b in p.name for b in blobs)], "a blob of the erased patient is still stored"
+    contents = b"".join(p.read_bytes() for p in stored)
+    assert not [i for i in ids if i in contents]
     escrow = await mesh.db_execute("keyservice", "SELECT count(*) FROM escrow_packages WHERE patient_id = $1", patient_id)
     assert escrow == [(0,)], "the escrow is not gone"
 
@@ -162,9 +164,22 @@ async def assert_erased(fhir: httpx.AsyncClient, patient_id: str, created: list[
     assert (await fhir.delete(f"/{created[1]}", headers=h)).status_code == 410
 
 
+async def add_binary(fhir: httpx.AsyncClient, mesh: RunningMesh, key: str, patient_id: str) -> tuple[str, list[str]]:
+    """A Binary of the patient (a scanned letter, with a canary); its id and the blob ids fileservice gained."""
+    before = {row[0] for row in await mesh.db_execute("fileservice", "SELECT id FROM blobs")}
+    headers = {"content-type": "application/pdf", "x-security-context": f"Patient/{patient_id}", "x-patient-key": key}
+    created = await fhir.post("/Binary", content=b"%PDF " + canary("letter").encode() * 100, headers=headers)
+    assert created.status_code == 201, created.text
+    blobs = sorted({str(row[0]) for row in await mesh.db_execute("fileservice", "SELECT id FROM blobs")} - before)
+    assert len(blobs) == 1
+    return f"Binary/{created.json()['id']}", blobs
+
+
 async def test_erasure_leaves_410s_no_trace_of_the_patient_no_escrow_and_a_tombstone(fhir: httpx.AsyncClient, mesh: RunningMesh) -> None:
     key = new_patient_key()
     patient_id, created = await make_record(fhir, key)
+    binary, blobs = await add_binary(fhir, mesh, key, patient_id)
+    created.append(binary)
     new_key = new_patient_key()
     rotate = {"resourceType": "Parameters", "parameter": [{"name": "newKey", "valueString": new_key}]}
     assert (await fhir.post(f"/Patient/{patient_id}/$rotate-key", json=rotate, headers={"x-patient-key": key})).status_code == 200
@@ -172,11 +187,14 @@ async def test_erasure_leaves_410s_no_trace_of_the_patient_no_escrow_and_a_tombs
     assert escrowed[0][0] >= 2  # type: ignore[operator]  # both key versions
 
     before = await last_seq(mesh)
-    erased = await fhir.post(f"/Patient/{patient_id}/$erase")
+    # With the patient's key (optional), records can list the blobs sealed in the Binary records.
+    erased = await fhir.post(f"/Patient/{patient_id}/$erase", headers={"x-patient-key": new_key})
     assert erased.status_code == 200, erased.text
     counts = {p["name"]: p["valueInteger"] for p in erased.json()["parameter"]}
     assert counts["resources"] == len(created) and counts["key_material"] == 1 and counts["escrow_packages"] == escrowed[0][0]
     assert counts["idempotency_records"] == 1
+    assert (counts["blobs"], counts["binaries_without_key"]) == (1, 0)
+    assert await mesh.db_execute("fileservice", "SELECT id FROM blobs WHERE id = $1", blobs[0]) == []
 
     p = pseudonym(mesh, patient_id)
     assert await events_since(mesh, before) == [("fhir.erase.attempt", None, "Patient", None, p), ("fhir.erase", 200, "Patient", None, p)]
@@ -186,7 +204,7 @@ async def test_erasure_leaves_410s_no_trace_of_the_patient_no_escrow_and_a_tombs
     assert len(journal) == 1 and journal[0][0] == "dev" and journal[0][1] is not None
 
     await assert_erased(fhir, patient_id, created, new_key)
-    await assert_nothing_left(mesh, patient_id, created)
+    await assert_nothing_left(mesh, patient_id, created, blobs)
     assert (await fhir.post(f"/Patient/{patient_id}/$erase")).status_code == 200  # idempotent
     before = await last_seq(mesh)
     unknown = str(uuid.uuid4())
@@ -249,11 +267,14 @@ def restorable(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     """A mesh of its own: this test stops services and swaps their databases."""
     from tests.conftest import assert_nothing_secret_at_rest
 
-    with running_mesh(
-        tmp_path_factory.mktemp(f"restore-{request.param}"), {"sqlite": 1300, "postgres": 1350}[request.param], request.param
-    ) as running:
-        yield running
-    assert_nothing_secret_at_rest(running)
+    offset = free_port_offset()
+    try:
+        with running_mesh(tmp_path_factory.mktemp(f"restore-{request.param}"), offset, request.param) as running:
+            yield running
+        assert_nothing_secret_at_rest(running)
+    finally:
+        if request.param == "postgres":
+            asyncio.run(drop_databases(f"cvtest{offset}"))
 
 
 def test_erasure_replay_after_a_restore_from_an_older_backup(restorable: RunningMesh, tmp_path: Path) -> None:

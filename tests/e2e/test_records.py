@@ -233,7 +233,8 @@ async def test_capability_statement_is_public_and_lists_what_is_supported(mesh: 
         "create",
         "search-type",
     }
-    assert "Binary" not in types  # not until the files issue lands
+    assert "Binary" in types
+    assert "X-Security-Context" in types["Binary"]["documentation"]
 
 
 async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:
@@ -241,3 +242,26 @@ async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:
         resp = await client.get("/fhir/Observation")
     assert resp.status_code == 401
     assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_batch_entries_fail_alone_and_transactions_fail_whole(fhir: httpx.AsyncClient) -> None:
+    key = new_patient_key()
+    patient_id = await create_patient(fhir, key)
+    missing = {**observation(patient_id), "id": "no-such-observation"}
+    entries = [
+        {"resource": observation(patient_id), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": missing, "request": {"method": "PUT", "url": "Observation/no-such-observation"}},  # 404 when applied
+    ]
+    headers = {"x-patient-key": key, "content-type": "application/fhir+json"}
+
+    batch = await fhir.post("/", json={"resourceType": "Bundle", "type": "batch", "entry": entries}, headers=headers)
+    assert batch.status_code == 200, batch.text
+    statuses = [e["response"]["status"] for e in batch.json()["entry"]]
+    assert statuses[0].startswith("201")
+    assert not statuses[1].startswith("2")
+
+    before = len((await fhir.get("/Observation", params={"patient": patient_id}, headers=headers)).json()["entry"])
+    transaction = await fhir.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}, headers=headers)
+    assert 400 <= transaction.status_code < 500
+    after = len((await fhir.get("/Observation", params={"patient": patient_id}, headers=headers)).json()["entry"])
+    assert after == before == 1

@@ -24,6 +24,11 @@ class Settings(ServiceSettings):
     # Response header that marks non-production environments (empty: none).
     environment_header: str = "X-Carevault-Environment"
     max_body_bytes: int = 64 * 1024 * 1024
+    # Binary content (POST/PUT /fhir/Binary) streams through; its own, larger limit.
+    max_binary_body_bytes: int = 2 * 1024 * 1024 * 1024
+    # Seconds a call to api may wait for the next bytes (no bound on a whole call:
+    # a large file takes as long as it takes; a stalled one fails).
+    upstream_idle_seconds: float = 300.0
     # Requests per second per client address, and the burst above it.
     rate_limit_per_second: float = 500.0
     rate_limit_burst: int = 1000

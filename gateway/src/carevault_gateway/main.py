@@ -19,10 +19,20 @@ from carevault_gateway.limits.ratelimit import TooManyRequests, build_rate_limit
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
+def _is_binary(path: str) -> bool:
+    return path == "fhir/Binary" or path.startswith("fhir/Binary/")
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        api = ServiceClient("api", settings.api_url, client_context_for(settings), timeout_seconds=300)
+        api = ServiceClient(
+            "api",
+            settings.api_url,
+            client_context_for(settings),
+            read_timeout_seconds=settings.upstream_idle_seconds,
+            read_buffer_bytes=1024 * 1024,
+        )
         await api.start()
         limiter = build_rate_limiter(settings.redis_url, settings.rate_limit_per_second, settings.rate_limit_burst)
         app.state.api, app.state.limiter = api, limiter
@@ -53,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         headers["x-forwarded-for"] = client
         headers["x-forwarded-proto"] = "https"
         headers["x-forwarded-host"] = request.headers.get("host", "")
-        return await forward(request, request.app.state.api, settings.max_body_bytes, headers)
+        limit = settings.max_binary_body_bytes if _is_binary(path) else settings.max_body_bytes
+        return await forward(request, request.app.state.api, limit, headers)
 
     return app

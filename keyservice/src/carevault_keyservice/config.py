@@ -16,3 +16,5 @@ class Settings(ServiceSettings, DatabaseSettings):
     management_port: int = 9083
     # One file per active hosting-doctor public key (a mounted Secret or ConfigMap in Kubernetes).
     doctor_keys_dir: Path = Path(".carevault/doctor/public")
+    # How long an approved break-glass request allows the package to be downloaded.
+    break_glass_window_seconds: int = 24 * 3600

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_keyservice.break_glass.router import router as break_glass_router
 from carevault_keyservice.config import Settings
 from carevault_keyservice.escrow.doctor_keys import DoctorKeyDirectory
 from carevault_keyservice.escrow.router import router as escrow_router
@@ -37,4 +38,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(mesh_router(app, "records", "api"))
     app.include_router(escrow_router)
+    app.include_router(break_glass_router)
     return app

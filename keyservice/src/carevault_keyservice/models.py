@@ -27,3 +27,26 @@ class EscrowPackage(Base):
     doctor_key_id: Mapped[str] = mapped_column(String(64))
     package: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class BreakGlassRequest(Base):
+    """One request of the hosting doctor to recover one patient's key.
+
+    States: open -> approved | rejected; approved -> expired (by time). The
+    package can be downloaded only while approved and not expired, by the requester.
+    """
+
+    __tablename__ = "break_glass_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    requester: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(2000))
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    downloads: Mapped[int] = mapped_column(Integer, default=0)

@@ -42,3 +42,12 @@ def test_json_lines_carry_request_id_and_redacted_extras() -> None:
     assert line["service"] == "api"
     assert line["peer"] == "records"
     assert "jane" not in line["msg"]
+
+
+def test_file_keys_in_transport_form_are_redacted() -> None:
+    from carevault_common.logging import redact
+
+    file_key = "AQ" + "x7" * 21  # base64url of 0x01 | 32 bytes: 44 characters
+    assert file_key not in redact(f"x-file-key: {file_key}")
+    blob_id = "Abc" * 10 + "de"  # 32-character blob ids are not keys
+    assert blob_id in redact(f"blob {blob_id}")

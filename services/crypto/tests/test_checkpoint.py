@@ -6,7 +6,7 @@ import copy
 import pickle
 
 import pytest
-from crypto_testing import flips
+from crypto_helpers import flips
 
 from carevault_crypto import InvalidKeyFormat, _primitives
 from carevault_crypto.checkpoint import CheckpointSigner, CheckpointVerifier, _signer_seed, generate_checkpoint_signer

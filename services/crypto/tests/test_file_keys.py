@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from crypto_testing import flips
+from crypto_helpers import flips
 
 from carevault_crypto import DecryptionError, FileKey, PatientContext, PatientKey, PatientKeyring
 from carevault_crypto.export import file_key_to_transport

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 import pytest
-from crypto_testing import flips
+from crypto_helpers import flips
 
 from carevault_crypto import (
     DecryptionError,

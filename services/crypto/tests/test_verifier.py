@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 import pytest
-from crypto_testing import flips
+from crypto_helpers import flips
 
 from carevault_crypto import PatientContext, PatientKey, create_verifier, verify_patient_key
 from carevault_crypto.verifier import VERIFIER_SIZE

@@ -28,7 +28,7 @@ MIN_PASSPHRASE_CHARS = 12
 
 
 class ExitCode(enum.IntEnum):
-    """Documented in docs/operations-doctor-key.md; scripts depend on these values."""
+    """Documented in docs/operations.md (the hosting doctor's key pair); scripts depend on these values."""
 
     OK = 0
     USAGE = 2  # bad arguments, or a request the tool refuses (e.g. key to a pipe)

@@ -41,6 +41,20 @@ async def delete_patient(session: AsyncSession, tenant: str, patient_id: str) ->
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def packages_for_doctor_key(session: AsyncSession, doctor_key_id: str, after_id: int, limit: int) -> list[EscrowPackage]:
+    rows = await session.execute(
+        select(EscrowPackage)
+        .where(EscrowPackage.doctor_key_id == doctor_key_id, EscrowPackage.id > after_id)
+        .order_by(EscrowPackage.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def has_key_version(session: AsyncSession, tenant: str, patient_id: str, key_version: int) -> bool:
+    return bool(await doctor_keys_with_package(session, tenant, patient_id, key_version))
+
+
 async def all_patients(session: AsyncSession) -> list[tuple[str, str]]:
     """Every (tenant, patient id) with a package (for the erasure replay)."""
     rows = await session.execute(select(EscrowPackage.tenant, EscrowPackage.patient_id).distinct())

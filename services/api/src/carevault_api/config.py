@@ -21,6 +21,12 @@ class Settings(ServiceSettings, DatabaseSettings):
     # Development authentication until OAuth2 lands: a bearer token read from this
     # file grants the "dev" tenant. Refused outside the dev environment.
     dev_token_file: Path | None = None
+    # Largest Binary content accepted (413 beyond); fileservice and the gateway have their own.
+    max_binary_bytes: int = 2 * 1024 * 1024 * 1024
+    # Largest Binary returned as base64 ``data`` in JSON (406 above: ask for the raw type).
+    binary_json_limit: int = 1024 * 1024
+    # Seconds a file transfer to or from fileservice may stall before it fails.
+    file_transfer_idle_seconds: float = 60.0
 
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never

@@ -12,6 +12,8 @@ from fastapi import Depends, FastAPI
 from carevault_api.audit.router import router as audit_router
 from carevault_api.audit.setup import build_audit_trail, final_checkpoint
 from carevault_api.auth.dev import DevTokenAuthenticator, RefuseAll
+from carevault_api.binaries.router import router as binaries_router
+from carevault_api.binaries.service import BinaryService
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
@@ -22,20 +24,27 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.mtls import client_context_for, require_callers
 
+MIB = 1024 * 1024
+
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         context = client_context_for(settings)
-        records = RecordsClient("records", settings.records_url, context)
-        files = FileserviceClient("fileservice", settings.fileservice_url, context)
+        # A transaction of thousands of entries is one call: allow it time.
+        records = RecordsClient("records", settings.records_url, context, timeout_seconds=120)
+        # File transfers last as long as they must; a stalled one fails.
+        files = FileserviceClient(
+            "fileservice", settings.fileservice_url, context, read_timeout_seconds=settings.file_transfer_idle_seconds
+        )
         keys = KeyserviceClient("keyservice", settings.keyservice_url, context)
         for client in (records, files, keys):
             await client.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
+        app.state.binaries = BinaryService(records, files, max_bytes=settings.max_binary_bytes, json_limit=settings.binary_json_limit)
         app.state.audit = build_audit_trail(settings, app.state.sessions)
         maintenance = asyncio.create_task(
             app.state.audit.maintain(settings.audit_checkpoint_interval_seconds, settings.audit_prune_interval_seconds)
@@ -61,6 +70,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(mesh_router(app, "gateway"))
     app.state.authenticator = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else RefuseAll()
     # api's own FHIR routes first: the fhir router ends with the catch-all to records.
+    # Binary: the generic FHIR routes would send its content to records.
+    app.include_router(binaries_router, dependencies=[Depends(require_callers("gateway"))])
     app.include_router(audit_router, dependencies=[Depends(require_callers("gateway"))])
     app.include_router(erasure_router, dependencies=[Depends(require_callers("gateway"))])
     app.include_router(fhir_router, dependencies=[Depends(require_callers("gateway"))])

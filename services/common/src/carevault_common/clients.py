@@ -52,19 +52,34 @@ class ServiceClient:
         timeout_seconds: float = 15.0,
         connect_timeout_seconds: float = 3.0,
         max_connections: int = 100,
+        read_timeout_seconds: float | None = None,
+        read_buffer_bytes: int = 64 * 1024,
     ) -> None:
+        """``timeout_seconds`` bounds a whole call. With ``read_timeout_seconds`` a call
+        has no overall bound, only one per read of the socket: for peers that move
+        files, where a large transfer lasts as long as it must but a stalled one fails."""
         self.peer = peer
         self.base_url = base_url.rstrip("/")
         self._ssl = ssl_context
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        if read_timeout_seconds is None:
+            self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_timeout_seconds)
+        else:
+            self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_seconds, sock_read=read_timeout_seconds)
         self._max_connections = max_connections
+        # How much of a response aiohttp buffers before it stops reading: peers that
+        # relay files get more, so each relayed chunk is bigger (fewer, larger writes).
+        self._read_bufsize = read_buffer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # Redirects are never followed: a peer's answer is relayed as it is.
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, keepalive_timeout=20, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            read_bufsize=self._read_bufsize,
         )
 
     async def close(self) -> None:

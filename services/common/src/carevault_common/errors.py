@@ -24,8 +24,8 @@ FHIR_MEDIA_TYPE = "application/fhir+json"
 
 logger = logging.getLogger("carevault.errors")
 
-# FHIR issue codes by HTTP status, for OperationOutcome bodies.
-_FHIR_ISSUE_CODES = {
+# FHIR issue codes by HTTP status, for OperationOutcome bodies (one table for every service).
+FHIR_ISSUE_CODES: dict[int, str] = {
     400: "invalid",
     401: "login",
     403: "forbidden",
@@ -38,8 +38,11 @@ _FHIR_ISSUE_CODES = {
     413: "too-costly",
     415: "not-supported",
     422: "processing",
+    428: "required",
     429: "throttled",
+    500: "exception",
     503: "transient",
+    504: "timeout",
 }
 
 
@@ -120,12 +123,25 @@ class CallerNotAllowed(ProblemError):
     status, code, title = 403, "caller-not-allowed", "Caller not allowed"
 
 
+def problem_from_peer(status: int, body: bytes, peer: str) -> ProblemError:
+    """A peer's problem-details answer as a :class:`ProblemError` of this service
+    (its code and detail kept), to re-render in this service's error shape."""
+    try:
+        problem = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        problem = None
+    if not isinstance(problem, dict) or not isinstance(problem.get("type"), str):
+        return ProblemError(f"The {peer} service answered {status}.", status=502 if status < 400 else status, code="peer-error")
+    code = problem["type"].removeprefix(PROBLEM_TYPE_BASE)
+    return ProblemError(str(problem.get("detail") or ""), status=status, code=code, title=str(problem.get("title") or "Error"))
+
+
 def operation_outcome(problem: dict[str, Any]) -> dict[str, Any]:
     """Render a problem body as a FHIR OperationOutcome, keeping its type."""
     status = int(problem.get("status", 500))
     issue: dict[str, Any] = {
         "severity": "error" if status < 500 else "fatal",
-        "code": _FHIR_ISSUE_CODES.get(status, "exception"),
+        "code": FHIR_ISSUE_CODES.get(status, "exception"),
         "details": {"coding": [{"system": PROBLEM_TYPE_BASE, "code": str(problem["type"]).removeprefix(PROBLEM_TYPE_BASE)}]},
         "diagnostics": problem.get("detail") or problem.get("title", ""),
     }

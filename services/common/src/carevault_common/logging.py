@@ -45,6 +45,8 @@ _REDACTIONS = [
     # 32-byte keys: base64url (43 chars, the X-Patient-Key form), base64 (43/44), hex (64).
     (re.compile(r"(?<![A-Za-z0-9_+/-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_+/=-])"), "[redacted-key]"),
     (re.compile(r"(?<![A-Za-z0-9_+/-])[A-Za-z0-9+/]{43}=?(?![A-Za-z0-9_+/=-])"), "[redacted-key]"),
+    # A file key in transport form (base64url of 0x01 | 32 bytes: 44 characters).
+    (re.compile(r"(?<![A-Za-z0-9_+/-])AQ[A-Za-z0-9_-]{42}(?![A-Za-z0-9_+/=-])"), "[redacted-key]"),
     (re.compile(r"\b[0-9a-fA-F]{64}\b"), "[redacted-key]"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[redacted-email]"),
     # IBAN (an identifier of a person's account).

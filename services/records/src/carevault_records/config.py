@@ -15,3 +15,6 @@ class Settings(ServiceSettings, DatabaseSettings):
     port: int = 8445
     management_port: int = 9082
     keyservice_url: str = "https://127.0.0.1:8446"
+    # How long records trusts its view of the active hosting-doctor keys; a key
+    # added to keyservice reaches each patient on the first use after this.
+    escrow_keyset_ttl_seconds: float = 30.0

@@ -14,6 +14,8 @@ from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
 from carevault_records.audit_hints import PatientHintMiddleware
+from carevault_records.binaries.router import router as binaries_router
+from carevault_records.binaries.service import BinaryFiles
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
 from carevault_records.erasure.router import router as erasure_router
@@ -33,12 +35,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
+        keyservice.keyset_ttl_seconds = settings.escrow_keyset_ttl_seconds
         await keyservice.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
         app.state.bundles = BundleService(app.state.resources)
+        app.state.binaries = BinaryFiles(app.state.resources)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
@@ -56,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(export_router)  # likewise $everything
     app.include_router(patients_router)
     app.include_router(erasure_router)
+    app.include_router(binaries_router)
     app.include_router(resources_router)
     app.add_middleware(PatientHintMiddleware)
     app.add_exception_handler(FhirError, _fhir_error)

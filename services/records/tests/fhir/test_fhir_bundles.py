@@ -119,7 +119,7 @@ def issue_of(error: FhirError) -> dict[str, Any]:
         (transaction({"request": {"method": "PATCH", "url": "Patient/1"}}), "not-supported", "PATCH"),
         (transaction({"request": {"method": "HEAD", "url": "Patient/1"}}), "not-supported", "HEAD"),
         (transaction({"request": {"method": "POST", "url": "Patient/1"}, "resource": patient()}), "not-supported", "[type]"),
-        (transaction({"request": {"method": "POST", "url": "Binary"}, "resource": {"resourceType": "Binary"}}), "not-supported", "Binary"),
+        (transaction({"request": {"method": "POST", "url": "Device"}, "resource": {"resourceType": "Device"}}), "not-supported", "Device"),
         (transaction({"request": {"method": "POST", "url": "Patient"}}), "required", "resource"),
         (
             transaction({"request": {"method": "PUT", "url": "Patient?identifier=x"}, "resource": patient()}),

@@ -6,9 +6,9 @@ import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from carevault_records.fhir.capability import TYPE_INTERACTIONS, build_capability_statement
-from carevault_records.fhir.compartment import DIRECTORY_TYPES, PATIENT_COMPARTMENT, SUPPORTED_TYPES
+from carevault_records.fhir.compartment import DIRECTORY_TYPES, SUPPORTED_TYPES
 from carevault_records.fhir.search import FhirSearchError, parse_search_query
-from carevault_records.fhir.search_params import SEARCH_PARAMS
+from carevault_records.fhir.search_params import PATIENT_SCOPE_PARAMS, SEARCH_PARAMS
 
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "fhir.md"
 
@@ -31,7 +31,7 @@ def test_the_statement_is_valid_and_lists_exactly_what_is_supported() -> None:
 def test_every_listed_parameter_is_accepted_and_no_other(resource_type: str) -> None:
     statement = build_capability_statement()
     (resource,) = [r for r in statement["rest"][0]["resource"] if r["type"] == resource_type]
-    scope = [("_id", "p")] if resource_type == "Patient" else [("patient", "p")] if resource_type in PATIENT_COMPARTMENT else []
+    scope = [("_id", "p")] if resource_type == "Patient" else [("patient", "p")] if PATIENT_SCOPE_PARAMS.get(resource_type) else []
     examples = {"token": "x", "date": "2020-01-02", "reference": "Patient/p"}
     listed = {p["name"] for p in resource["searchParam"]}
     for param in resource["searchParam"]:

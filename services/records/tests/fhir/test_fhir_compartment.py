@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from carevault_records.fhir.compartment import (
+    CAREVAULT_COMPARTMENT_ADDITIONS,
     DIRECTORY_TYPES,
     PATIENT_COMPARTMENT,
     PATIENT_COMPARTMENT_TYPES,
@@ -45,7 +46,11 @@ R4_NOT_IN_PATIENT_COMPARTMENT = {"Organization", "Location", "Practitioner", "Pr
 
 
 def test_lists_follow_the_r4_compartment_definition() -> None:
-    assert {t: r.compartment_params for t, r in PATIENT_COMPARTMENT.items()} == R4_PATIENT_COMPARTMENT_PARAMS
+    # Binary is carevault's addition: file content keyed by Binary.securityContext (docs/fhir.md).
+    assert {"Binary"} == CAREVAULT_COMPARTMENT_ADDITIONS
+    assert PATIENT_COMPARTMENT["Binary"].owner_element == "securityContext"
+    r4 = {t: r.compartment_params for t, r in PATIENT_COMPARTMENT.items() if t not in CAREVAULT_COMPARTMENT_ADDITIONS}
+    assert r4 == R4_PATIENT_COMPARTMENT_PARAMS
     assert R4_NOT_IN_PATIENT_COMPARTMENT == DIRECTORY_TYPES
     assert not PATIENT_COMPARTMENT_TYPES & DIRECTORY_TYPES
     assert SUPPORTED_TYPES == PATIENT_COMPARTMENT_TYPES | DIRECTORY_TYPES
@@ -55,7 +60,7 @@ def test_lists_follow_the_r4_compartment_definition() -> None:
 def test_owner_element_exists_in_the_model(rule) -> None:  # type: ignore[no-untyped-def]
     fields = {info.alias or name for name, info in model_class(rule.resource_type).model_fields.items()}
     assert rule.owner_element in fields
-    assert rule.owner_param in (*rule.compartment_params, "_id")
+    assert rule.owner_param in (*rule.compartment_params, "_id") or rule.resource_type in CAREVAULT_COMPARTMENT_ADDITIONS
 
 
 def test_every_supported_type_is_a_resource() -> None:
@@ -63,7 +68,8 @@ def test_every_supported_type_is_a_resource() -> None:
         assert model_class(resource_type).has_resource_base()
     assert is_patient_data("Observation") and not is_directory("Observation")
     assert is_directory("Practitioner") and not is_patient_data("Practitioner")
-    assert not is_patient_data("Binary") and not is_directory("Binary")
+    assert is_patient_data("Binary") and not is_directory("Binary")
+    assert not is_patient_data("Device") and not is_directory("Device")
 
 
 @pytest.mark.parametrize(

@@ -141,7 +141,7 @@ def test_choice_and_nested_paths() -> None:
 
 def test_extract_rejects_unknown_types_and_sorts() -> None:
     with pytest.raises(ValueError):
-        extract_index_terms({"resourceType": "Binary"})
+        extract_index_terms({"resourceType": "Device"})
     terms = extract_index_terms({"resourceType": "Patient", "gender": "male", "active": True})
     assert terms == sorted(terms) == [T("active", "true"), T("gender", "male")]
 
@@ -281,7 +281,7 @@ def test_patient_searches_need_one_id_and_values_are_never_echoed() -> None:
     error = error_of("Patient", ("identifier", "urn:mrn|SECRET-123"))
     assert "_id" in error.outcome["issue"][0]["diagnostics"]
     assert "SECRET-123" not in orjson.dumps(error.outcome).decode()
-    assert error_of("Binary", ("_id", "x")).status == 404
+    assert error_of("Device", ("_id", "x")).status == 404
 
 
 def test_lenient_handling_drops_unknown_parameters_only() -> None:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import orjson
 
 from carevault_api.audit.events import CAREVAULT_EVENT, EVENTS, spec
-from carevault_api.audit.relay import SERVER_ID
+from carevault_api.audit.hints import SERVER_ID
 from carevault_api.models import AuditEvent
 from carevault_common.auditchain import format_time
 from carevault_common.errors import ProblemError

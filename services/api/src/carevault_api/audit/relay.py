@@ -13,23 +13,21 @@ pseudonym (records names the patients a request reached for in
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from fastapi import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from carevault_api.audit.fhir_types import R4_RESOURCE_TYPES
-from carevault_api.audit.service import Actor, trail_of
+from carevault_api.audit.hints import SERVER_ID, patients_in, patients_seen
+from carevault_api.audit.service import Actor, AuditTrail, trail_of
 from carevault_api.auth.principal import Principal
+from carevault_common.errors import ProblemError
 from carevault_common.proxy import ask
 
 MAX_FHIR_BODY = 32 * 1024 * 1024
-PATIENTS_HEADER = "x-carevault-patients"
 PURPOSE_HEADER = "x-purpose-of-use"
-
-# Ids carevault assigns (records: uuid4). A path segment of any other form is not kept.
-SERVER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 OPERATION = re.compile(r"^\$[a-z][a-z0-9-]{0,39}$")
 SEARCH_PARAM = re.compile(r"^_?[a-z][a-z0-9-]{0,39}(?::[a-z][a-z-]{0,29})?$")
 MAX_PARAMS = 20
@@ -122,10 +120,6 @@ def purpose_of(request: Request) -> str | None:
     return value if value in PURPOSES else None
 
 
-def _patients(internal: Mapping[str, str]) -> list[str]:
-    return sorted({p for p in internal.get(PATIENTS_HEADER, "").split(",") if SERVER_ID.match(p)})
-
-
 def _created_id(headers: Mapping[str, str]) -> str | None:
     location = next((v for k, v in headers.items() if k.lower() == "location"), "")
     parts = location.split("/")
@@ -148,23 +142,64 @@ async def relay(request: Request, principal: Principal, headers: dict[str, str],
         )
     answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
     try:
-        patients = _patients(answer.internal)
-        details = dict(interaction.details)
-        if len(patients) > 1:
-            details["patients"] = len(patients)
-        resource_id = interaction.resource_id
-        if interaction.event == "fhir.create" and answer.status == 201:
-            resource_id = _created_id(answer.headers)
-        await trail.append(
-            interaction.event,
-            actor,
-            outcome=answer.status,
-            resource_type=interaction.resource_type,
-            resource_id=resource_id,
-            patient_id=patients[0] if patients else None,
-            details=details,
-        )
+        await _outcome(trail, actor, interaction, answer.status, answer.headers, patients_in(answer.internal))
     except BaseException:
         answer.discard()
         raise
     return answer.response()
+
+
+async def _outcome(
+    trail: AuditTrail, actor: Actor, interaction: Interaction, status: int, headers: Mapping[str, str], patients: set[str]
+) -> None:
+    details = dict(interaction.details)
+    if len(patients) > 1:
+        details["patients"] = len(patients)
+    resource_id = interaction.resource_id
+    if interaction.event == "fhir.create" and status == 201:
+        resource_id = _created_id(headers)
+    await trail.append(
+        interaction.event,
+        actor,
+        outcome=status,
+        resource_type=interaction.resource_type,
+        resource_id=resource_id,
+        patient_id=min(patients) if patients else None,
+        details=details,
+    )
+
+
+async def audited(request: Request, principal: Principal, handle: Callable[[], Awaitable[Response]], path: str | None = None) -> Response:
+    """A FHIR request api handles itself (Binary content, Bundles carrying Binary),
+    audited as the relay audits: ``.attempt`` before a write, the outcome before the
+    answer leaves, failures included. The patients come from every records answer
+    the handling got (:mod:`carevault_api.audit.hints`)."""
+    trail = trail_of(request)
+    interaction = classify(request.method, path or request.url.path, request.query_params)
+    actor = Actor.of(principal, purpose_of(request))
+    if interaction.writes:
+        await trail.append(
+            interaction.event + ".attempt",
+            actor,
+            outcome=None,
+            resource_type=interaction.resource_type,
+            resource_id=interaction.resource_id,
+            details=interaction.details,
+        )
+    seen: set[str] = set()
+    token = patients_seen.set(seen)
+    try:
+        try:
+            response = await handle()
+        except ProblemError as refused:
+            await _outcome(trail, actor, interaction, refused.status, {}, seen)
+            raise
+        try:
+            await _outcome(trail, actor, interaction, response.status_code, response.headers, seen)
+        except BaseException:
+            if isinstance(response, StreamingResponse) and isinstance(response.body_iterator, AsyncGenerator):
+                await response.body_iterator.aclose()  # nothing of it leaves; its upstream is released
+            raise
+    finally:
+        patients_seen.reset(token)
+    return response

@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from carevault_common.clients import ServiceClient
-from carevault_common.errors import PROBLEM_TYPE_BASE, ProblemError, ServiceUnavailable
-
-
-def _problem(status: int, body: Any) -> ProblemError:
-    """records' problem, passed on with its status and type."""
-    if isinstance(body, dict) and isinstance(body.get("type"), str):
-        return ProblemError(
-            str(body.get("detail") or body.get("title") or ""),
-            status=status,
-            code=body["type"].removeprefix(PROBLEM_TYPE_BASE),
-            title=str(body.get("title") or ""),
-        )
-    return ServiceUnavailable("The records service gave an unexpected answer.")
+from carevault_api.audit.hints import note_patients
+from carevault_common.clients import ServiceClient, ServiceResponse
+from carevault_common.errors import problem_from_peer
 
 
 class RecordsClient(ServiceClient):
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+    ) -> ServiceResponse:
+        """Every call, noting for the audit trail which patients records says it reached for."""
+        resp = await super().request(method, path, json=json, content=content, headers=headers, params=params)
+        note_patients(resp.headers)
+        return resp
+
+    async def prepare_content(self, headers: Mapping[str, str], patient: str, binary_id: str | None) -> dict[str, Any]:
+        """A new blob id, its file key (a secret) and the content extension for a
+        Binary of ``patient``, after records checked the patient key."""
+        body: dict[str, str] = {"patient": patient}
+        if binary_id is not None:
+            body["binary"] = binary_id
+        resp = await self.request("POST", "/files/prepare", json=body, headers=headers)
+        if resp.status != 200:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    async def open_binary(self, headers: Mapping[str, str], binary_id: str, version_id: str | None) -> dict[str, Any]:
+        """Blob id, file key (a secret), content type, size and the public resource."""
+        path = f"/files/Binary/{binary_id}" + (f"/_history/{version_id}" if version_id is not None else "")
+        resp = await self.request("GET", path, headers=headers)
+        if resp.status != 200:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    # -- audit and erasure ---------------------------------------------------------------
+
     @staticmethod
     def _caller(tenant: str, principal: str) -> dict[str, str]:
         return {"x-carevault-tenant": tenant, "x-carevault-principal": principal}
@@ -31,12 +59,14 @@ class RecordsClient(ServiceClient):
             "POST", f"/_patients/{patient_id}/verify-key", headers=self._caller(tenant, principal) | {"x-patient-key": patient_key}
         )
         if resp.status != 204:
-            raise _problem(resp.status, resp.json() if resp.body else None)
+            raise problem_from_peer(resp.status, resp.body, self.peer)
 
-    async def erase_patient(self, *, tenant: str, principal: str, patient_id: str) -> dict[str, Any]:
-        """Erase every record, key material and escrow of the patient (records asks keyservice)."""
-        resp = await self.request("POST", f"/_patients/{patient_id}/erase", headers=self._caller(tenant, principal))
+    async def erase_patient(self, *, tenant: str, principal: str, patient_id: str, patient_key: str | None) -> dict[str, Any]:
+        """Erase every record, key material and escrow of the patient (records asks
+        keyservice); with the patient key, the answer lists the patient's blobs."""
+        headers = self._caller(tenant, principal) | ({"x-patient-key": patient_key} if patient_key else {})
+        resp = await self.request("POST", f"/_patients/{patient_id}/erase", headers=headers)
         if not resp.ok:
-            raise _problem(resp.status, resp.json() if resp.body else None)
+            raise problem_from_peer(resp.status, resp.body, self.peer)
         answer: dict[str, Any] = resp.json()
         return answer

@@ -7,7 +7,10 @@
 3. records erases every row of the patient and, first, asks keyservice to delete
    the escrow packages (api -> records -> keyservice: records is keyservice's only
    escrow caller, and keyservice's allow-list stays as it is).
-4. fileservice deletes the patient's blobs, whose ids records returns.
+4. fileservice deletes the patient's blobs, whose ids records returns when the
+   request carried the patient key (a Binary's blob id is sealed in its record).
+   Without the key the blobs stay, unreadable by anyone: their file keys were
+   wrapped under the keyring records just erased (``binaries_without_key`` counts them).
 5. The journal entry is marked done and ``fhir.erase`` (the tombstone: counts, no
    content) is stored.
 
@@ -26,14 +29,14 @@ from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_api.erasure import repository
 from carevault_common.db import session_scope
-from carevault_common.errors import ProblemError, ServiceUnavailable
+from carevault_common.errors import ProblemError
 from carevault_common.logging import request_id_var
 
 logger = logging.getLogger("carevault.api.erasure")
 
 
 async def erase_patient(
-    trail: AuditTrail, records: RecordsClient, files: FileserviceClient, actor: Actor, patient_id: str
+    trail: AuditTrail, records: RecordsClient, files: FileserviceClient, actor: Actor, patient_id: str, patient_key: str | None
 ) -> dict[str, Any]:
     pseudonym = trail.pseudonym(actor.tenant, patient_id)
     async with session_scope(trail.sessions) as session:
@@ -42,7 +45,9 @@ async def erase_patient(
         )
     await trail.append("fhir.erase.attempt", actor, outcome=None, resource_type="Patient", resource_id=patient_id)
     try:
-        erased = await records.erase_patient(tenant=actor.tenant, principal=actor.subject or "", patient_id=patient_id)
+        erased = await records.erase_patient(
+            tenant=actor.tenant, principal=actor.subject or "", patient_id=patient_id, patient_key=patient_key
+        )
         blobs = [b for b in erased.get("blobs", []) if isinstance(b, str)]
         await delete_blobs(files, blobs)
     except ProblemError as failed:
@@ -52,6 +57,7 @@ async def erase_patient(
         await repository.note_completed(session, tenant=actor.tenant, pseudonym=pseudonym, now=datetime.now(UTC))
     counts = {k: int(v) for k, v in erased.get("erased", {}).items()} | {"escrow_packages": int(erased.get("escrow_packages", 0))}
     counts["blobs"] = len(blobs)
+    counts["binaries_without_key"] = int(erased.get("binaries_without_key", 0))
     await trail.append("fhir.erase", actor, outcome=200, resource_type="Patient", resource_id=patient_id, details=counts)
     # A second copy of the journal entry, in the log stream (shipped off the cluster):
     # `carevault erasure replay --journal` takes these lines if api's database is lost too.
@@ -60,10 +66,10 @@ async def erase_patient(
 
 
 async def delete_blobs(files: FileserviceClient, blob_ids: list[str]) -> None:
-    """Ask fileservice to delete each blob (404: already gone). Blob deletion belongs to
-    the files issue (``DELETE /blobs/{id}`` on fileservice); until Binary exists records
-    returns no blob, so this is the call site that the files issue completes."""
+    """Ask fileservice to delete each blob; one already gone (404) is done."""
     for blob_id in blob_ids:
-        resp = await files.request("DELETE", f"/blobs/{blob_id}")
-        if resp.status not in (200, 204, 404):
-            raise ServiceUnavailable("fileservice did not delete a blob of this patient; retry the erasure.")
+        try:
+            await files.delete_blob(blob_id)
+        except ProblemError as failed:
+            if failed.status != 404:
+                raise

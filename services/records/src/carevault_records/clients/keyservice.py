@@ -9,13 +9,11 @@ from carevault_common.errors import ServiceUnavailable
 from carevault_crypto import PatientKey
 from carevault_crypto.export import patient_key_to_header
 
-# How long records trusts its view of the active hosting-doctor keys before asking again.
-KEYSET_TTL_SECONDS = 30.0
-
 
 class KeyserviceClient(ServiceClient):
     _keyset: str = ""
     _keyset_at: float = 0.0
+    keyset_ttl_seconds: float = 30.0
 
     async def escrow(self, *, tenant: str, patient_id: str, key_version: int, key: PatientKey) -> str:
         """Seal the key to every active doctor key (idempotent); returns the keyset id."""
@@ -31,7 +29,7 @@ class KeyserviceClient(ServiceClient):
         return keyset
 
     async def current_keyset(self) -> str:
-        if self._keyset and time.monotonic() - self._keyset_at < KEYSET_TTL_SECONDS:
+        if self._keyset and time.monotonic() - self._keyset_at < self.keyset_ttl_seconds:
             return self._keyset
         resp = await self.request("GET", "/escrow/keyset")
         if not resp.ok:

@@ -69,6 +69,16 @@ _REST_DOCUMENTATION: Final = (
 )
 
 
+#: The api's limit for base64 ``data`` in a JSON Binary (docs/api.md).
+BINARY_JSON_LIMIT_TEXT: Final = "1 MiB"
+BINARY_DOCUMENTATION: Final = (
+    "File content of any media type. Create with POST (raw body with its own Content-Type, or a Binary resource with "
+    "base64 data), X-Security-Context: Patient/{id} and X-Patient-Key; the content is encrypted as a stream under a "
+    "per-file key wrapped by the patient's key. Read returns the raw bytes when Accept matches the stored type or is */* "
+    f"(HTTP Range supported), or the Binary resource with base64 data for application/fhir+json up to {BINARY_JSON_LIMIT_TEXT} (406 above)."
+)
+
+
 def _resource(resource_type: str, update_create: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": "_id", "type": "token", "documentation": "Logical id of this artifact"},
@@ -91,7 +101,9 @@ def _resource(resource_type: str, update_create: bool) -> dict[str, Any]:
         "referencePolicy": ["literal", "local"],
         "searchParam": params,
     }
-    if resource_type in PATIENT_COMPARTMENT:
+    if resource_type == "Binary":
+        entry["documentation"] = BINARY_DOCUMENTATION
+    elif resource_type in PATIENT_COMPARTMENT:
         entry["documentation"] = "Patient data: encrypted under the patient's key; X-Patient-Key required"
     else:
         entry["documentation"] = "Tenant directory data: no patient key"

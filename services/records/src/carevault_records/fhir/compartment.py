@@ -67,8 +67,14 @@ PATIENT_COMPARTMENT: Final[Mapping[str, CompartmentRule]] = {
         _rule("Observation", "subject performer", "subject", "subject"),
         _rule("Procedure", "patient performer", "patient", "subject"),
         _rule("Provenance", "patient", "patient", "target"),
+        # Not in the R4 Patient compartment: carevault keys a Binary (file content)
+        # by its securityContext, which must name the patient (docs/fhir.md).
+        _rule("Binary", "", "securityContext", "securityContext"),
     )
 }
+
+#: Patient-data types that the R4 CompartmentDefinition does not list (carevault's choice).
+CAREVAULT_COMPARTMENT_ADDITIONS: Final[frozenset[str]] = frozenset({"Binary"})
 
 #: Tenant directory types: never in the R4 Patient compartment, no patient key.
 DIRECTORY_TYPES: Final[frozenset[str]] = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole", "Medication"})
@@ -135,6 +141,8 @@ def require_patient(resource: Mapping[str, Any], expression_prefix: str | None =
     prefix = expression_prefix or resource_type
     if rule.owner_element == "id":
         diagnostics = "A Patient needs an id before it can be stored"
+    elif rule.owner_element == "securityContext":
+        diagnostics = "A Binary is stored as patient data: Binary.securityContext must reference a Patient on this server (Patient/{id})"
     elif rule.owner_element == "target":
         diagnostics = "A Provenance is stored as patient data: Provenance.target must reference exactly one Patient (Patient/{id})"
     else:

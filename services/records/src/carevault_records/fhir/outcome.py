@@ -9,7 +9,9 @@ they name elements (``expression``) instead, so an outcome can be logged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
+
+from carevault_common.errors import FHIR_ISSUE_CODES
 
 IssueSeverity = Literal["fatal", "error", "warning", "information"]
 
@@ -50,26 +52,9 @@ IssueCode = Literal[
 
 Outcome = dict[str, Any]
 
-#: Issue code used for an error answered with a given HTTP status.
-HTTP_STATUS_ISSUE_CODES: Final[dict[int, IssueCode]] = {
-    400: "invalid",
-    401: "login",
-    403: "forbidden",
-    404: "not-found",
-    405: "not-supported",
-    406: "not-supported",
-    409: "conflict",
-    410: "deleted",
-    412: "conflict",
-    413: "too-costly",
-    415: "not-supported",
-    422: "processing",
-    428: "required",
-    429: "throttled",
-    500: "exception",
-    503: "transient",
-    504: "timeout",
-}
+#: Issue code used for an error answered with a given HTTP status (the table every
+#: service renders problems with, so the FHIR layer and the error handler agree).
+HTTP_STATUS_ISSUE_CODES: Final[dict[int, IssueCode]] = cast("dict[int, IssueCode]", FHIR_ISSUE_CODES)
 
 #: Reason phrases for the statuses the FHIR layer answers with, used in
 #: ``Bundle.entry.response.status`` ("201 Created").

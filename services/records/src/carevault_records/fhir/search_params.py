@@ -67,6 +67,8 @@ def _params(*params: SearchParam) -> Mapping[str, SearchParam]:
 P = _param
 #: Token and date search parameters per supported type.
 SEARCH_PARAMS: Final[Mapping[str, Mapping[str, SearchParam]]] = {
+    # R4 defines no search parameter on Binary; its content is never indexed.
+    "Binary": _params(),
     "Patient": _params(
         P("identifier", _IDENTIFIER, "A patient identifier"),
         P("gender", "gender:code", "Gender of the patient"),
@@ -294,4 +296,6 @@ PATIENT_SCOPE_PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "Observation": frozenset({"patient", "subject"}),
     "Procedure": frozenset({"patient", "subject"}),
     "Provenance": frozenset({"patient"}),
+    # No patient search parameter on Binary (R4 has none): _id and _lastUpdated only.
+    "Binary": frozenset(),
 }

@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 
 from carevault_crypto import DecryptionError, PatientKeyring, RecordContext
+from carevault_records.binaries.content import strip_content
 from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure
 from carevault_records.fhir.search import extract_index_terms
-from carevault_records.resources.repository import NewVersion, StoredVersion
+from carevault_records.resources.repository import VersionRow
 
 logger = logging.getLogger("carevault.records.integrity")
 
@@ -47,7 +48,7 @@ def encode_version(
     patient_id: str | None,
     keyring: PatientKeyring | None,
     now: datetime,
-) -> tuple[NewVersion, list[tuple[str, str]]]:
+) -> tuple[VersionRow, list[tuple[str, str]]]:
     """The row to store and its search tokens ``(param, token)``."""
     resource_type, resource_id = resource["resourceType"], resource["id"]
     body = orjson.dumps(strip_server_meta(resource))
@@ -56,17 +57,23 @@ def encode_version(
         assert patient_id is not None
         sealed = keyring.seal_record(body, RecordContext(tenant, patient_id, resource_id, version_id, resource_type))
         tokens = [(t.param, keyring.blind_index(t.param, t.value)) for t in terms]
-        return NewVersion(resource_type, resource_id, version_id, patient_id, False, True, now, sealed), tokens
-    return NewVersion(resource_type, resource_id, version_id, None, False, False, now, body), [(t.param, t.value) for t in terms]
+        return VersionRow(resource_type, resource_id, version_id, patient_id, False, True, now, sealed), tokens
+    return VersionRow(resource_type, resource_id, version_id, None, False, False, now, body), [(t.param, t.value) for t in terms]
 
 
-def deletion(resource_type: str, resource_id: str, version_id: int, patient_id: str | None, now: datetime) -> NewVersion:
-    return NewVersion(resource_type, resource_id, version_id, patient_id, True, patient_id is not None, now, b"")
+def deletion(resource_type: str, resource_id: str, version_id: int, patient_id: str | None, now: datetime) -> VersionRow:
+    return VersionRow(resource_type, resource_id, version_id, patient_id, True, patient_id is not None, now, b"")
 
 
-def decode_version(tenant: str, stored: StoredVersion, keyring: PatientKeyring | None) -> dict[str, Any]:
+def public(resource: dict[str, Any]) -> dict[str, Any]:
+    """What clients see of a stored resource: a Binary without its content reference."""
+    return strip_content(resource) if resource.get("resourceType") == "Binary" else resource
+
+
+def decode_version(tenant: str, stored: VersionRow, keyring: PatientKeyring | None, *, internal: bool = False) -> dict[str, Any]:
     """The resource as the client sent it, plus server meta. An integrity failure
-    raises and returns nothing of the body."""
+    raises and returns nothing of the body. ``internal`` keeps what only records
+    and api see (a Binary's content reference)."""
     if stored.encrypted:
         assert keyring is not None
         assert stored.patient_id is not None
@@ -87,4 +94,5 @@ def decode_version(tenant: str, stored: StoredVersion, keyring: PatientKeyring |
             raise IntegrityFailure(f"{stored.resource_type}/{stored.id} version {stored.version_id} failed its integrity check.") from None
     else:
         body = stored.body
-    return with_server_meta(orjson.loads(body), stored.version_id, stored.last_updated)
+    resource = with_server_meta(orjson.loads(body), stored.version_id, stored.last_updated)
+    return resource if internal else public(resource)

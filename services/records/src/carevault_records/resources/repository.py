@@ -25,19 +25,9 @@ class Head:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredVersion:
-    resource_type: str
-    id: str
-    version_id: int
-    patient_id: str | None
-    deleted: bool
-    encrypted: bool
-    last_updated: datetime
-    body: bytes
+class VersionRow:
+    """A resource version as stored (read back or about to be written)."""
 
-
-@dataclass(frozen=True, slots=True)
-class NewVersion:
     resource_type: str
     id: str
     version_id: int
@@ -57,8 +47,8 @@ def _head(row: Any) -> Head:
     return Head(row.resource_type, row.id, row.patient_id, row.version_id, row.deleted, _utc(row.last_updated))
 
 
-def _version(row: Any) -> StoredVersion:
-    return StoredVersion(
+def _version(row: Any) -> VersionRow:
+    return VersionRow(
         row.resource_type, row.id, row.version_id, row.patient_id, row.deleted, row.encrypted, _utc(row.last_updated), row.body
     )
 
@@ -71,7 +61,7 @@ async def get_head(session: AsyncSession, tenant: str, resource_type: str, resou
     return _head(row) if row is not None else None
 
 
-async def get_version(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, version_id: int) -> StoredVersion | None:
+async def get_version(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, version_id: int) -> VersionRow | None:
     row = (
         await session.execute(
             select(ResourceVersion).where(
@@ -98,7 +88,7 @@ def _current_versions() -> Select[ResourceVersion]:
     )
 
 
-async def get_current_versions(session: AsyncSession, tenant: str, keys: Sequence[tuple[str, str]]) -> list[StoredVersion]:
+async def get_current_versions(session: AsyncSession, tenant: str, keys: Sequence[tuple[str, str]]) -> list[VersionRow]:
     """Current, non-deleted versions of (type, id) pairs, in the order given."""
     if not keys:
         return []
@@ -111,7 +101,7 @@ async def get_current_versions(session: AsyncSession, tenant: str, keys: Sequenc
     return [rows[key] for key in keys if key in rows]
 
 
-async def history(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, limit: int) -> list[StoredVersion]:
+async def history(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, limit: int) -> list[VersionRow]:
     rows = await session.execute(
         select(ResourceVersion)
         .where(ResourceVersion.tenant == tenant, ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
@@ -121,7 +111,7 @@ async def history(session: AsyncSession, tenant: str, resource_type: str, resour
     return [_version(row) for row in rows.scalars()]
 
 
-async def insert_versions(session: AsyncSession, tenant: str, versions: Sequence[NewVersion]) -> None:
+async def insert_versions(session: AsyncSession, tenant: str, versions: Sequence[VersionRow]) -> None:
     """Write new versions and move their heads, in two or three statements."""
     if not versions:
         return
@@ -267,9 +257,7 @@ async def count_heads(session: AsyncSession, tenant: str, resource_type: str, pa
     return int((await session.execute(query)).scalar_one())
 
 
-async def patient_page(
-    session: AsyncSession, tenant: str, patient_id: str, after: tuple[str, str] | None, limit: int
-) -> list[StoredVersion]:
+async def patient_page(session: AsyncSession, tenant: str, patient_id: str, after: tuple[str, str] | None, limit: int) -> list[VersionRow]:
     """Current, non-deleted versions of the patient's records other than the Patient
     itself, in (type, id) order, keyset-paged (``$everything``)."""
     query = _current_versions().where(
@@ -281,4 +269,17 @@ async def patient_page(
     if after is not None:
         query = query.where(tuple_(Resource.resource_type, Resource.id) > tuple_(*after))
     rows = await session.execute(query.order_by(Resource.resource_type, Resource.id).limit(limit))
+    return [_version(row) for row in rows.scalars()]
+
+
+async def patient_versions_of_type(session: AsyncSession, tenant: str, patient_id: str, resource_type: str) -> list[VersionRow]:
+    """Every stored (non-deletion) version of the patient's resources of one type (erasure)."""
+    rows = await session.execute(
+        select(ResourceVersion).where(
+            ResourceVersion.tenant == tenant,
+            ResourceVersion.patient_id == patient_id,
+            ResourceVersion.resource_type == resource_type,
+            ResourceVersion.deleted.is_(False),
+        )
+    )
     return [_version(row) for row in rows.scalars()]

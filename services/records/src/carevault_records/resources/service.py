@@ -19,14 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
 from carevault_records.audit_hints import note_patient
-from carevault_records.erasure import repository as erasure
-from carevault_records.errors import PatientErased, PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
+from carevault_records.binaries.content import check_content
+from carevault_records.erasure.service import refuse_if_erased
+from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
 from carevault_records.fhir.validation import validate_resource
 from carevault_records.keys.service import PatientKeys, RequestKeyrings
 from carevault_records.resources import codec, repository
-from carevault_records.resources.repository import Head, StoredVersion
+from carevault_records.resources.repository import Head, VersionRow
 
 DIRECTORY_PATIENT = ""  # the patient_id of directory search tokens
 HISTORY_LIMIT = 100
@@ -105,12 +106,15 @@ class ResourceService:
                 resource["id"] if resource_type == "Patient" else (require_patient(resource) if is_patient_data(resource_type) else None)
             )
             keyring = await self.keyring_for(keyrings, resource_type, patient_id)
+            if resource_type == "Binary":
+                assert keyring is not None
+                check_content(keyring, resource)
             version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
             versions.append(version)
             token_rows += [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
         await repository.insert_versions(session, tenant, versions)
         await repository.insert_tokens(session, tenant, token_rows)
-        return [Written(codec.with_server_meta(r, 1, now), 1, now) for r in resources]
+        return [Written(codec.public(codec.with_server_meta(r, 1, now)), 1, now) for r in resources]
 
     async def update(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, resource: Any, if_match: str | None) -> Written:
         session, tenant = keyrings.session, keyrings.tenant
@@ -119,7 +123,7 @@ class ResourceService:
             raise ProblemError("The resource id must equal the id in the URL.", code="id-mismatch")
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
-            await _refuse_if_erased(session, tenant, resource_type, resource_id)
+            await refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist; create it with POST (ids are assigned by the server).")
         expected = parse_etag(if_match)
         if expected is not None and expected != head.version_id:
@@ -127,6 +131,9 @@ class ResourceService:
         if is_patient_data(resource_type) and resource_type != "Patient" and patient_of(resource) != head.patient_id:
             raise ProblemError("A resource cannot move to another patient.", status=422, code="patient-change")
         keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
+        if resource_type == "Binary":
+            assert keyring is not None
+            check_content(keyring, resource)
         now = datetime.now(UTC)
         version_id = head.version_id + 1
         version, tokens = codec.encode_version(
@@ -134,13 +141,13 @@ class ResourceService:
         )
         await repository.insert_versions(session, tenant, [version])
         await repository.replace_tokens(session, tenant, resource_type, resource_id, tokens, head.patient_id or DIRECTORY_PATIENT)
-        return Written(codec.with_server_meta(resource, version_id, now), version_id, now)
+        return Written(codec.public(codec.with_server_meta(resource, version_id, now)), version_id, now)
 
     async def delete(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> None:
         session, tenant = keyrings.session, keyrings.tenant
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
-            await _refuse_if_erased(session, tenant, resource_type, resource_id)
+            await refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         if head.deleted:
             return  # deleting twice changes nothing (FHIR: idempotent)
@@ -157,7 +164,7 @@ class ResourceService:
     async def _head(keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Head:
         head = await repository.get_head(keyrings.session, keyrings.tenant, resource_type, resource_id)
         if head is None:
-            await _refuse_if_erased(keyrings.session, keyrings.tenant, resource_type, resource_id)
+            await refuse_if_erased(keyrings.session, keyrings.tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         return head
 
@@ -239,12 +246,6 @@ class ResourceService:
         return bundle
 
 
-async def _refuse_if_erased(session: AsyncSession, tenant: str, resource_type: str, resource_id: str) -> None:
-    """410 for a resource that existed and was erased with its patient (Art. 17)."""
-    if await erasure.is_erased(session, tenant, resource_type, resource_id):
-        raise PatientErased(f"{resource_type}/{resource_id} was erased.")
-
-
 def _bounds(query: SearchQuery) -> list[tuple[str, datetime]]:
     bounds: list[tuple[str, datetime]] = []
     if query.last_updated is not None:
@@ -279,7 +280,7 @@ def _metadata_entry(head: Head, base: str) -> dict[str, Any]:
     return _search_entry(resource, base)
 
 
-def _history_entry(tenant: str, version: StoredVersion, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
+def _history_entry(tenant: str, version: VersionRow, keyring: PatientKeyring | None, base: str) -> dict[str, Any]:
     url = f"{version.resource_type}/{version.id}"
     stamp = version.last_updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if version.deleted:

@@ -70,14 +70,27 @@ class BundleService:
         if plan.is_transaction:
             results = await self._apply(keyrings, plan, plan.processing_order(), base_url)
         else:
-            results = {}
-            for entry in plan.processing_order():
-                try:
-                    async with keyrings.session.begin_nested():
-                        results |= await self._apply(keyrings, plan, [entry], base_url)
-                except (FhirError, ProblemError) as exc:
-                    entry.error = _as_fhir_error(exc)
+            results = await self._apply_batch(keyrings, plan, base_url)
         return build_response_bundle(plan, results, base_url=base_url)
+
+    async def _apply_batch(self, keyrings: RequestKeyrings, plan: TransactionPlan, base_url: str) -> dict[int, EntryResult]:
+        """Entry by entry, each failing on its own. The common case, where every
+        entry succeeds, is tried first in one go (bulk writes); only if something
+        fails are the entries replayed one savepoint each."""
+        order = plan.processing_order()
+        try:
+            async with keyrings.session.begin_nested():
+                return await self._apply(keyrings, plan, order, base_url)
+        except (FhirError, ProblemError):
+            pass
+        results: dict[int, EntryResult] = {}
+        for entry in order:
+            try:
+                async with keyrings.session.begin_nested():
+                    results |= await self._apply(keyrings, plan, [entry], base_url)
+            except (FhirError, ProblemError) as exc:
+                entry.error = _as_fhir_error(exc)
+        return results
 
     async def _apply(
         self, keyrings: RequestKeyrings, plan: TransactionPlan, entries: list[PlannedEntry], base_url: str

@@ -1,8 +1,4 @@
-"""Helpers of the carevault_crypto tests, imported by name.
-
-Not in conftest.py: with several conftest.py files on the path (tests/deploy has
-one), ``from conftest import ...`` resolves to whichever was imported first.
-"""
+"""Helpers shared by the crypto tests (not fixtures)."""
 
 from __future__ import annotations
 

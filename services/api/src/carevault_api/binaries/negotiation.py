@@ -1,0 +1,69 @@
+"""Which representation of a Binary a read asks for: the raw content, or the FHIR
+Binary resource (JSON with base64 ``data``).
+
+* The raw content when ``Accept`` is absent, names the stored type (``type/subtype``
+  or ``type/*``) or only ``*/*``.
+* The resource when ``Accept`` names ``application/fhir+json`` (or the older
+  ``application/json+fhir``) with a higher quality than the stored type, or with
+  ``_format=json``. An explicit FHIR type wins over a wildcard; a tie between two
+  explicit types goes to the stored type.
+* Nothing acceptable: 406.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+FHIR_JSON_TYPES = frozenset({"application/fhir+json", "application/json+fhir"})
+_FORMAT_JSON = frozenset({"json", "application/json", *FHIR_JSON_TYPES})
+
+
+class Representation(Enum):
+    RAW = "raw"
+    RESOURCE = "resource"
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float]]:
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if not media:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranges.append((media.lower(), quality))
+    return ranges
+
+
+def base_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def choose(accept: str | None, content_type: str, format_param: str | None = None) -> Representation | None:
+    if format_param is not None:
+        return Representation.RESOURCE if format_param.lower() in _FORMAT_JSON else None
+    if not accept or not accept.strip():
+        return Representation.RAW
+    stored = base_type(content_type)
+    major = stored.split("/", 1)[0]
+    raw_exact = raw_wild = fhir = 0.0
+    for media, quality in _media_ranges(accept):
+        if media == stored or media == f"{major}/*":
+            raw_exact = max(raw_exact, quality)
+        elif media == "*/*":
+            raw_wild = max(raw_wild, quality)
+        if media in FHIR_JSON_TYPES and stored not in FHIR_JSON_TYPES:
+            fhir = max(fhir, quality)
+    if raw_exact > 0 and raw_exact >= fhir:
+        return Representation.RAW
+    if fhir > 0:
+        return Representation.RESOURCE
+    if raw_wild > 0:
+        return Representation.RAW
+    return None

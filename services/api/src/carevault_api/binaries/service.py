@@ -1,0 +1,261 @@
+"""FHIR Binary: api orchestrates records (metadata, keys) and fileservice (content).
+
+Write (POST, PUT), in this order, so that an interrupted upload leaves nothing:
+
+1. records ``/files/prepare``: checks the patient key, returns a fresh blob id, the
+   file key and the content extension (file key wrapped under the patient keyring).
+   Nothing is stored.
+2. fileservice ``PUT /blobs/{id}``: the body streams through, encrypted segment by
+   segment; the blob becomes visible only when complete and durable. A client that
+   goes away mid-upload leaves no blob and no row.
+3. records ``POST /fhir/Binary`` (or PUT): the Binary with its content extension, in
+   one transaction. If it fails (version conflict, key rotated, records down) the
+   blob is deleted before the error is returned.
+
+The crash window (api dies between 2 and 3, or the delete in 3 fails) leaves an
+orphan blob whose key was never stored anywhere: unreadable by anyone, swept by
+operations (docs/security-files.md).
+
+Read: records ``/files/Binary/{id}`` (checks the patient key, unwraps the file key),
+then fileservice ``GET /blobs/{id}`` streamed back with the stored Content-Type, or
+the Binary resource with base64 ``data`` for FHIR JSON below a size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from carevault_api.binaries.negotiation import Representation, choose
+from carevault_api.clients.fileservice import FileserviceClient
+from carevault_api.clients.records import RecordsClient
+from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
+from carevault_common.proxy import coalesce
+
+logger = logging.getLogger("carevault.api.binaries")
+
+CONTENT_EXTENSION = "https://carevault.dev/fhir/StructureDefinition/binary-content"
+_PATIENT_REF = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
+# Headers of a raw Binary answer relayed from fileservice.
+_RANGE_HEADERS = ("content-length", "content-range", "accept-ranges")
+
+
+class SecurityContextRequired(ProblemError):
+    status, code, title = 400, "security-context-required", "A Binary needs X-Security-Context: Patient/{id}"
+
+
+class NotAcceptable(ProblemError):
+    status, code, title = 406, "not-acceptable", "No acceptable representation"
+
+
+class BinaryTooLargeForJson(ProblemError):
+    status, code, title = 406, "binary-too-large-for-json", "This Binary is too large for a JSON representation"
+
+
+def patient_reference(value: str | None) -> str:
+    if value is None:
+        raise SecurityContextRequired()
+    if not _PATIENT_REF.fullmatch(value.strip()):
+        raise ProblemError(
+            "X-Security-Context (or Binary.securityContext) must be a local patient reference, Patient/{id}.",
+            status=422,
+            code="invalid-security-context",
+        )
+    return value.strip()
+
+
+class CountedBody:
+    """The client's body on its way to fileservice: counted, limited, and keeping
+    the exception that stopped it (aiohttp reports only a connection error)."""
+
+    def __init__(self, source: AsyncIterable[bytes], max_bytes: int) -> None:
+        self.source, self.max_bytes = source, max_bytes
+        self.size = 0
+        self.error: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in coalesce(aiter(self.source)):
+                self.size += len(chunk)
+                if self.size > self.max_bytes:
+                    raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
+                yield chunk
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    content_type: str
+    patient: str  # Patient/{id}
+    body: AsyncIterable[bytes] | bytes
+    length: int | None
+    resource: dict[str, Any]  # Binary elements to keep (JSON form), without data
+
+
+def binary_resource(upload: Upload, extension: dict[str, Any], size: int, binary_id: str | None) -> dict[str, Any]:
+    """The Binary records stores: the client's elements, the security context, and
+    the content extension (its size filled in)."""
+    ext = {**extension, "extension": [({**e, "valueString": str(size)} if e.get("url") == "size" else e) for e in extension["extension"]]}
+    resource = {k: v for k, v in upload.resource.items() if k not in ("data", "id")}
+    meta = dict(resource.get("meta") or {})
+    kept = [e for e in meta.get("extension", []) if not (isinstance(e, dict) and e.get("url") == CONTENT_EXTENSION)]
+    meta["extension"] = [*kept, ext]
+    resource |= {
+        "resourceType": "Binary",
+        "contentType": upload.content_type,
+        "securityContext": {"reference": upload.patient},
+        "meta": meta,
+    }
+    if binary_id is not None:
+        resource["id"] = binary_id
+    return resource
+
+
+def parse_json_binary(body: bytes, header_patient: str | None) -> Upload:
+    """A Binary resource sent as FHIR JSON."""
+    try:
+        resource = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ProblemError("The body is not valid JSON.", code="invalid-json") from None
+    return upload_from_resource(resource, header_patient)
+
+
+def upload_from_resource(resource: Any, header_patient: str | None) -> Upload:
+    """A Binary resource (a request body or a Bundle entry): its decoded data and the rest of it."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        raise ProblemError("The body must be a Binary resource.", code="invalid-binary")
+    content_type = resource.get("contentType")
+    if not isinstance(content_type, str) or not content_type:
+        raise ProblemError("Binary.contentType is required.", code="invalid-binary")
+    context = resource.get("securityContext")
+    reference = context.get("reference") if isinstance(context, dict) else None
+    if header_patient is not None and reference is not None and header_patient.strip() != reference:
+        raise ProblemError("X-Security-Context and Binary.securityContext differ.", code="invalid-security-context")
+    patient = patient_reference(header_patient or (reference if isinstance(reference, str) else None))
+    data = resource.get("data", "")
+    if not isinstance(data, str):
+        raise ProblemError("Binary.data must be a base64 string.", code="invalid-binary")
+    try:
+        content = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProblemError("Binary.data is not valid base64.", code="invalid-binary") from None
+    return Upload(content_type, patient, content, len(content), resource)
+
+
+class BinaryService:
+    def __init__(self, records: RecordsClient, files: FileserviceClient, *, max_bytes: int, json_limit: int) -> None:
+        self.records, self.files = records, files
+        self.max_bytes, self.json_limit = max_bytes, json_limit
+
+    # -- writes ---------------------------------------------------------------
+
+    async def store_content(self, records_headers: Mapping[str, str], upload: Upload, binary_id: str | None) -> tuple[str, dict[str, Any]]:
+        """Steps 1 and 2: prepare under the patient key, stream to fileservice.
+        Returns the blob id and the Binary to write."""
+        prepared = await self.records.prepare_content(records_headers, upload.patient, binary_id)
+        blob_id, file_key = prepared["blobId"], prepared["fileKey"]
+        if isinstance(upload.body, bytes):
+            if len(upload.body) > self.max_bytes:
+                raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
+            size = await self.files.put_blob(blob_id, file_key, upload.body, len(upload.body))
+        else:
+            counted = CountedBody(upload.body, self.max_bytes)
+            try:
+                size = await self.files.put_blob(blob_id, file_key, counted, upload.length)
+            except ServiceUnavailable:
+                if counted.error is not None:  # the client's side failed, not fileservice
+                    raise counted.error from None
+                raise
+        return blob_id, binary_resource(upload, prepared["contentExtension"], size, binary_id)
+
+    async def discard(self, blob_id: str) -> None:
+        """Best effort: a blob whose Binary was not written. Failing here leaves an
+        orphan that no key opens (swept; docs/security-files.md)."""
+        try:
+            await asyncio.shield(self.files.delete_blob(blob_id))
+        except (ProblemError, aiohttp.ClientError, TimeoutError):
+            logger.warning("orphan blob left after a failed Binary write", extra={"event": "orphan-blob", "blob_id": blob_id})
+
+    async def write(
+        self, records_headers: Mapping[str, str], upload: Upload, binary_id: str | None, if_match: str | None = None
+    ) -> Response:
+        blob_id, resource = await self.store_content(records_headers, upload, binary_id)
+        headers = {k: v for k, v in records_headers.items() if k not in ("content-type", "accept")}
+        headers["content-type"] = FHIR_MEDIA_TYPE
+        if if_match is not None:
+            headers["if-match"] = if_match
+        method, path = ("POST", "/fhir/Binary") if binary_id is None else ("PUT", f"/fhir/Binary/{binary_id}")
+        try:
+            resp = await self.records.request(method, path, content=orjson.dumps(resource), headers=headers)
+        except BaseException:
+            await self.discard(blob_id)
+            raise
+        if not resp.ok:
+            await self.discard(blob_id)
+        kept = {k: v for k, v in resp.headers.items() if k.lower() in ("location", "etag", "last-modified", "content-type")}
+        return Response(resp.body, status_code=resp.status, headers=kept)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def read(
+        self,
+        records_headers: Mapping[str, str],
+        binary_id: str,
+        version_id: str | None,
+        *,
+        accept: str | None,
+        format_param: str | None,
+        byte_range: str | None,
+    ) -> Response:
+        opened = await self.records.open_binary(records_headers, binary_id, version_id)
+        content_type = str(opened["contentType"])
+        representation = choose(accept, content_type, format_param)
+        common = {"etag": f'W/"{opened["versionId"]}"', "x-content-type-options": "nosniff"}
+        if representation is None:
+            raise NotAcceptable(f"This Binary is {content_type}; ask for it, for */*, or for application/fhir+json.")
+        if representation is Representation.RESOURCE:
+            size = int(opened["size"])
+            if size > self.json_limit:
+                raise BinaryTooLargeForJson(
+                    f"This Binary is {size} bytes; JSON carries at most {self.json_limit}. Ask for {content_type} (Range is supported)."
+                )
+            content = await self.files.read_blob(opened["blobId"], opened["fileKey"])
+            resource = {**opened["resource"], "data": base64.b64encode(content).decode("ascii")}
+            return Response(orjson.dumps(resource), media_type=FHIR_MEDIA_TYPE, headers=common)
+        upstream = await self.files.open_blob(opened["blobId"], opened["fileKey"], byte_range)
+        if upstream.status not in (200, 206):
+            try:
+                payload = await upstream.read()
+            finally:
+                upstream.release()
+            error = problem_from_peer(upstream.status, payload, self.files.peer)
+            if upstream.status == 416 and "content-range" in upstream.headers:
+                error.headers = {"content-range": upstream.headers["content-range"]}
+            raise error
+        headers = common | {k: upstream.headers[k] for k in _RANGE_HEADERS if k in upstream.headers}
+
+        async def relay() -> AsyncIterator[bytes]:
+            # A failure upstream (fileservice aborted: a segment failed authentication)
+            # raises here, after the headers: the connection to the client is then
+            # aborted too, so the client sees a failed transfer, never a complete one.
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+            finally:
+                upstream.release()
+
+        # The stored type exactly as sent (media_type= would add a charset to text/*).
+        headers["content-type"] = content_type
+        return StreamingResponse(relay(), status_code=upstream.status, headers=headers)

@@ -1,0 +1,3 @@
+from tests.bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The baseline: one FastAPI app that stores the same payloads in plaintext.
+
+What carevault's figures are divided by. No TLS, no auth, no validation, no
+encryption, no hops: a POST is one asyncpg INSERT of the raw body, a GET one
+SELECT by primary key, a bundle one executemany in a transaction. Served like
+each mesh service: uvicorn, uvloop, httptools, one worker, loopback only.
+
+Run by the harness as ``python -m uvicorn tests.bench.baseline:app``, with the
+database in ``CVBENCH_BASELINE_DSN``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+DSN_ENV = "CVBENCH_BASELINE_DSN"
+POOL_SIZE = 10  # a mesh service's SQLAlchemy pool holds at most 5 + 5 overflow; here all 10 stay open
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    id uuid PRIMARY KEY,
+    resource_type text NOT NULL,
+    body bytea NOT NULL
+)
+"""
+INSERT = "INSERT INTO resources (id, resource_type, body) VALUES ($1, $2, $3)"
+SELECT = "SELECT body FROM resources WHERE id = $1 AND resource_type = $2"
+JSON = "application/json"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    pool = await asyncpg.create_pool(os.environ[DSN_ENV], min_size=POOL_SIZE, max_size=POOL_SIZE)
+    async with pool.acquire() as conn:
+        await conn.execute(SCHEMA)
+    app.state.pool = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@app.get("/healthz")
+async def healthz(request: Request) -> Response:
+    await request.app.state.pool.fetchval("SELECT 1")
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+@app.post("/r/{resource_type}")
+async def create(resource_type: str, request: Request) -> Response:
+    body = await request.body()
+    resource_id = uuid.uuid4()
+    await request.app.state.pool.execute(INSERT, resource_id, resource_type, body)
+    return Response(
+        orjson.dumps({"id": str(resource_id)}), status_code=201, media_type=JSON, headers={"location": f"/r/{resource_type}/{resource_id}"}
+    )
+
+
+@app.get("/r/{resource_type}/{resource_id}")
+async def read(resource_type: str, resource_id: uuid.UUID, request: Request) -> Response:
+    body = await request.app.state.pool.fetchval(SELECT, resource_id, resource_type)
+    if body is None:
+        return Response(b'{"status":404}', status_code=404, media_type=JSON)
+    return Response(body, media_type=JSON)
+
+
+@app.post("/bundle")
+async def bundle(request: Request) -> Response:
+    """Every entry's resource stored in one transaction (the plaintext counterpart of a
+    FHIR transaction bundle, without reference rewriting or conditional logic)."""
+    parsed: dict[str, Any] = orjson.loads(await request.body())
+    rows = [(uuid.uuid4(), e["resource"]["resourceType"], orjson.dumps(e["resource"])) for e in parsed.get("entry", [])]
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        await conn.executemany(INSERT, rows)
+    return Response(orjson.dumps({"stored": len(rows)}), media_type=JSON)

@@ -1,0 +1,199 @@
+"""What a benchmark run stands up, and always takes down: the mesh on PostgreSQL
+and Redis (as the PostgreSQL end-to-end tests start it, on its own ports), and the
+baseline app.
+
+Every process is started in its own session, so a Ctrl-C in the terminal reaches
+only the harness, which then stops them in order. The pids go to a file; a run
+killed outright (SIGKILL) leaves them behind, and the next run ends exactly those
+processes (same pid and start time) before it begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench.procstat import process_start_ticks
+from tests.support import POSTGRES_URL, REPO_ROOT, RunningMesh, drop_databases, free_port_offset, running_mesh
+
+# Free ports and databases of this run's own: other runs (tests, another checkout's
+# benchmark) may share the machine and its PostgreSQL.
+PORT_OFFSET = free_port_offset()
+DB_PREFIX = f"cvbench{PORT_OFFSET}"
+BASELINE_DB = f"{DB_PREFIX}_baseline"
+BASELINE_PORT = 8400 + PORT_OFFSET
+STATE_ROOT = REPO_ROOT / ".carevault" / "bench"
+# The gateway's per-client rate limit would turn a loopback load test into 429s;
+# raised here (the Redis round trip of the limiter stays on the path).
+MESH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+
+
+@dataclass
+class Stack:
+    mesh: RunningMesh
+    baseline_url: str
+    baseline: subprocess.Popen[bytes]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        pids = {service: proc.pid for service, proc in self.mesh.mesh.processes.items()}
+        pids["baseline"] = self.baseline.pid
+        return pids
+
+
+def _pidfile() -> Path:
+    return STATE_ROOT / "pids"
+
+
+def _record_pids(pids: dict[str, int]) -> None:
+    lines = []
+    for name, pid in pids.items():
+        start = process_start_ticks(pid)
+        if start is not None:
+            lines.append(f"{name} {pid} {start}\n")
+    _pidfile().write_text("".join(lines), encoding="utf-8")
+
+
+def end_leftovers() -> None:
+    """End the processes a previous run recorded and left running (only those:
+    matched by pid and start time, so a reused pid is never hit)."""
+    path = _pidfile()
+    if not path.is_file():
+        return
+    alive: list[int] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            name, pid_text, start_text = line.split()
+            pid, start = int(pid_text), int(start_text)
+        except ValueError:
+            continue
+        if process_start_ticks(pid) == start:
+            print(f"bench: ending {name} (pid {pid}) left by an earlier run", file=sys.stderr)
+            os.kill(pid, signal.SIGTERM)
+            alive.append(pid)
+    deadline = time.monotonic() + 15
+    for pid in alive:
+        while process_start_ticks(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_start_ticks(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
+    path.unlink()
+
+
+async def _recreate_database(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _dsn(database: str) -> str:
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@contextmanager
+def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[bytes]]:
+    asyncio.run(_recreate_database(BASELINE_DB))
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CVBENCH_BASELINE_DSN=_dsn(BASELINE_DB))
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.bench.baseline:app",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools",
+        "--workers", "1", "--no-access-log", "--log-level", "warning",
+        "--timeout-keep-alive", "30", "--backlog", "4096",
+    ]  # fmt: skip
+    with open(STATE_ROOT / "baseline.stderr", "ab") as log:
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the baseline exited with code {proc.returncode}; see {STATE_ROOT / 'baseline.stderr'}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the baseline is not ready after {timeout:.0f}s; see {STATE_ROOT / 'baseline.stderr'}")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _ignore_signals() -> None:
+    """While tearing down: a second Ctrl-C must not leave half the processes running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextmanager
+def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """The mesh (PostgreSQL + Redis, on free ports) and the baseline, up and ready;
+    both stopped on exit, whatever the exit. ``mesh_env`` adds to the services' environment."""
+    # SIGTERM behaves as Ctrl-C: unwinds through every `finally` below (SIGINT is set
+    # too, in case this was started with it ignored, as background jobs are).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    end_leftovers()
+    try:
+        with running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh:
+            try:
+                _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
+                with baseline_server() as baseline:
+                    stack = Stack(mesh, f"http://127.0.0.1:{BASELINE_PORT}", baseline)
+                    _record_pids(stack.pids)
+                    try:
+                        yield stack
+                    finally:
+                        _ignore_signals()
+            finally:
+                _ignore_signals()
+    finally:
+        _ignore_signals()
+        _pidfile().unlink(missing_ok=True)
+        asyncio.run(_drop_run_databases())
+
+
+async def _drop_run_databases() -> None:
+    """The run's databases go with it (the scale scenario leaves gigabytes)."""
+    import asyncpg
+
+    await drop_databases(DB_PREFIX)
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BASELINE_DB}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -19,7 +19,8 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     (invariant 1): a hit fails the suite."""
     backend: str = request.param
     # A short keyset TTL so that a doctor key added by a test reaches patients quickly.
-    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1"}
+    # A local server may stand for a clinic's JWKS URL (dev only).
+    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1", "API_JWKS_URI_PRIVATE_NETWORKS": "true"}
     # Free ports away from a `make run` on the default ones (and from parallel runs).
     offset = free_port_offset()
     with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), offset, backend, extra_env=env) as running:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carevault_cli.mesh import DB_SERVICES, ENV_PREFIX, Mesh, MeshLayout, migrate_all, prepare_state
+from carevault_cli.mesh import DB_SERVICES, ENV_PREFIX, Mesh, MeshLayout, migrate_all, prepare_state, seed_demo
 from tests.telemetry_sink import TelemetrySink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +86,8 @@ class RunningMesh:
     mesh: Mesh
     backend: str
     telemetry: TelemetrySink
+    # What `carevault-api seed` printed (the demo administrator's credentials).
+    seed_output: str = ""
 
     @property
     def state_dir(self) -> Path:
@@ -226,11 +228,12 @@ def running_mesh(
     layout = MeshLayout(state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=env)
     prepare_state(layout)
     migrate_all(layout)
+    seeded = seed_demo(layout)
     mesh = Mesh(layout)
     try:
         mesh.start()
         mesh.wait_ready(timeout=60)
-        yield RunningMesh(layout, mesh, backend, sink)
+        yield RunningMesh(layout, mesh, backend, sink, seeded)
     finally:
         mesh.stop()
         sink.stop()

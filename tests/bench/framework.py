@@ -224,7 +224,7 @@ class BenchContext:
     current: str = ""  # the scenario running now
     # Says which of the processes under test has died, if one has (checked between scenarios).
     casualty: Callable[[], str | None] = lambda: None
-    # Called before each scenario (``--wait-quiet``: let other work on a shared machine pass).
+    # Called just before each measurement (``--wait-quiet``: let other work on a shared machine pass).
     settle: Callable[[], Awaitable[None]] | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
@@ -273,6 +273,7 @@ class BenchContext:
                 max_requests=spec.max_requests,
                 request_timeout=spec.request_timeout,
             )
+        await self.quiet()
         profiler = None
         if self.profile_dir is not None:
             from tests.bench.profiling import record
@@ -282,6 +283,12 @@ class BenchContext:
         if profiler is not None:
             await profiler
         return result
+
+    async def quiet(self) -> None:
+        """Wait for the machine to be quiet, if asked to (``--wait-quiet``); a scenario that
+        measures itself calls this just before it starts timing."""
+        if self.settle is not None:
+            await self.settle()
 
     async def close(self) -> None:
         for session in self._sessions.values():
@@ -390,8 +397,6 @@ async def run_scenarios(ctx: BenchContext, scenarios: list[Scenario], progress: 
     for sc in scenarios:
         progress(f"{sc.name}: {sc.title}")
         ctx.current = sc.name
-        if ctx.settle is not None:
-            await ctx.settle()
         dead = ctx.casualty()
         if dead is not None:
             progress(f"  not run: {dead}")

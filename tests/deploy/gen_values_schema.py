@@ -123,15 +123,15 @@ def service_block(name: str, extra: dict[str, Schema]) -> Schema:
     return obj(properties, description=f"the {name} service")
 
 
-API_EXTRA: dict[str, Schema] = {
-    "audit": obj(
-        {
-            "existingSecret": string(**K8S_NAME),
-            "checkpointIntervalSeconds": integer(1, 86400),
-            "retentionDays": integer(180),
-        }
-    ),
-}
+REDIS = obj(
+    {
+        "enabled": boolean(),
+        "existingSecret": string(**K8S_NAME),
+        "key": string(minLength=1),
+        "port": PORT,
+        **PEER,
+    }
+)
 
 GATEWAY_EXTRA: dict[str, Schema] = {
     "service": obj(
@@ -142,16 +142,30 @@ GATEWAY_EXTRA: dict[str, Schema] = {
         }
     ),
     "publicHostnames": string_list(pattern=r"^[a-z0-9*]([-a-z0-9.]*[a-z0-9])?$"),
+    "publicUrl": string(pattern=r"^$|^https://[^\s/?#]+(/[^\s?#]*)?$"),
     "maxBodyBytes": integer(1),
-    "redis": obj(
+    "redis": REDIS,
+}
+
+API_EXTRA: dict[str, Schema] = {
+    "audit": obj(
         {
-            "enabled": boolean(),
             "existingSecret": string(**K8S_NAME),
-            "key": string(minLength=1),
-            "port": PORT,
-            **PEER,
+            "checkpointIntervalSeconds": integer(1, 86400),
+            "retentionDays": integer(180),
         }
     ),
+    "auth": obj(
+        {
+            "accessTokenTtlSeconds": integer(30, 3600),
+            "signingAlgorithm": string(enum=["ES256", "EdDSA"]),
+            "signingKeyRotationDays": {"type": "number", "exclusiveMinimum": 0},
+            "revocationRefreshSeconds": {"type": "number", "minimum": 0.5, "maximum": 60},
+        }
+    ),
+    "redis": REDIS,
+    "secretsKey": obj({"existingSecret": string(**K8S_NAME), "key": string(minLength=1), "previousKey": string()}),
+    "recordsBundleTimeoutSeconds": integer(1, 3600),
 }
 
 KEYSERVICE_EXTRA: dict[str, Schema] = {

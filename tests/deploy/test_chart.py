@@ -140,13 +140,18 @@ def test_migration_jobs_are_hooks_for_each_database_owner() -> None:
     assert "helm.sh/hook: pre-install,pre-upgrade" in external.stdout
 
 
+# Settings whose names look secret but are not (a lifetime is not a token).
+NOT_SECRETS = frozenset({"API_ACCESS_TOKEN_TTL_SECONDS"})
+
+
 def test_secrets_are_files_never_env() -> None:
     for name in VALUE_SETS:
         r = render(name)
         assert not r.of_kind("Secret"), "the chart must not create Secrets: existingSecret only"
         for cm in r.of_kind("ConfigMap"):
             for key in cm.get("data") or {}:
-                assert not any(word in key for word in ("PASSWORD", "SECRET_KEY", "TOKEN")) or key.endswith("_FILE"), key
+                secret_like = any(word in key for word in ("PASSWORD", "SECRET_KEY", "TOKEN")) and key not in NOT_SECRETS
+                assert not secret_like or key.endswith("_FILE"), key
         for doc in r.of_kind("Deployment") + r.of_kind("Job"):
             for c in doc["spec"]["template"]["spec"]["containers"]:
                 for env in c.get("env", []):
@@ -168,3 +173,33 @@ def test_config_change_rolls_pods() -> None:
     changed = helm(*template_args(VALUE_SETS["preprod"], "--set", "global.logLevel=DEBUG", "-s", "templates/api/deployment.yaml")).stdout
     old = base["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert old and old not in changed
+
+
+def test_public_url_is_the_same_for_gateway_and_api() -> None:
+    """The issuer of api's tokens and the URL DPoP proofs name: one value for both."""
+    for name in ("prod", "preprod"):
+        r = render(name)
+        gateway = r.named("ConfigMap", "cv-carevault-gateway")["data"]["GATEWAY_PUBLIC_URL"]
+        api = r.named("ConfigMap", "cv-carevault-api")["data"]["API_PUBLIC_URL"]
+        assert gateway == api and gateway.startswith("https://"), (name, gateway, api)
+        assert r.named("ConfigMap", "cv-carevault-api")["data"]["API_REDIS_URL_FILE"] == "/var/run/carevault/redis/url"
+    result = _prod("--set-json", "gateway.publicHostnames=[]", "--set", "gateway.publicUrl=")
+    assert result.returncode != 0 and "gateway.publicUrl" in result.stderr, result.stderr
+    result = _prod("--set", "gateway.publicUrl=http://carevault.example")
+    assert result.returncode != 0, result.stderr
+
+
+def test_api_redis_needs_its_secret() -> None:
+    result = _prod("--set", "api.redis.existingSecret=")
+    assert result.returncode != 0 and "api.redis.existingSecret" in result.stderr, result.stderr
+
+
+def test_api_seals_its_secrets_with_a_mounted_key() -> None:
+    for name in ("prod", "preprod", "demo"):
+        r = render(name)
+        data = r.named("ConfigMap", "cv-carevault-api")["data"]
+        assert data["API_SECRETS_KEY_FILE"] == "/var/run/carevault/secrets-key/key", name
+        pod = r.named("Deployment", "cv-carevault-api")["spec"]["template"]["spec"]
+        assert any(v["name"] == "secrets-key" and v["secret"]["secretName"] for v in pod["volumes"]), name
+    result = _prod("--set", "api.secretsKey.existingSecret=")
+    assert result.returncode != 0 and "api.secretsKey.existingSecret" in result.stderr, result.stderr

@@ -72,6 +72,7 @@ def _external_names(v: dict[str, Any]) -> tuple[dict[str, str], dict[tuple[tuple
             {"kubernetes.io/metadata.name": v["database"]["cnpg"]["operatorNamespace"]}, {"app.kubernetes.io/name": "cloudnative-pg"}
         ): "cnpg-operator",
         key(v["gateway"]["redis"]["namespaceLabels"], v["gateway"]["redis"]["podLabels"]): "redis",
+        key(v["api"]["redis"]["namespaceLabels"], v["api"]["redis"]["podLabels"]): "redis",
         key(v["observability"]["egress"]["namespaceLabels"], v["observability"]["egress"]["podLabels"]): "telemetry",
     }
     return cidrs, peers
@@ -159,8 +160,9 @@ def expected_edges(r: Render) -> set[Edge]:
             }
             if v["database"]["cnpg"]["backup"]["enabled"]:
                 e.add((db, "object-storage", f"{v['database']['cnpg']['backup']['port']}/TCP"))
-    if v["gateway"]["redis"]["enabled"]:
-        e.add(("gateway", "redis", f"{v['gateway']['redis']['port']}/TCP"))
+    for service in ("gateway", "api"):
+        if v[service]["redis"]["enabled"]:
+            e.add((service, "redis", f"{v[service]['redis']['port']}/TCP"))
     if v["fileservice"]["storage"]["type"] == "s3":
         e.add(("fileservice", "object-storage", f"{v['fileservice']['storage']['s3']['port']}/TCP"))
     if v["observability"]["otlpEndpoint"] or v["observability"]["sentryDsn"]:

@@ -75,7 +75,13 @@ def references(resource: Any) -> list[str]:
 
 def records_client(mesh: RunningMesh, tenant: str) -> httpx.AsyncClient:
     """records as api calls it (api's certificate), for a tenant the dev token cannot reach."""
-    headers = {"x-carevault-tenant": tenant, "x-carevault-principal": "importer", "x-carevault-base-url": "https://other/fhir"}
+    # Any patient of the tenant, as api grants the development token (records enforces the scope).
+    headers = {
+        "x-carevault-tenant": tenant,
+        "x-carevault-principal": "importer",
+        "x-carevault-base-url": "https://other/fhir",
+        "x-carevault-patient-scope": "*",
+    }
     return httpx.AsyncClient(base_url=mesh.layout.url("records"), verify=mesh.ssl_context("api"), headers=headers, timeout=60)
 
 

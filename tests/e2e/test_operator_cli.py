@@ -35,24 +35,29 @@ def test_carevault_run_serves_then_stops_every_service_on_sigterm(tmp_path: Path
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "carevault is running" in line or proc.poll() is not None:
-            break
-    assert any(f"https://127.0.0.1:{8443 + offset}" in line for line in lines), lines
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 5
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
-    assert "stopped: gateway=0, api=0, fileservice=0, records=0, keyservice=0" in out
-    time.sleep(0.5)
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists(), f"service process {pid} outlived carevault run"
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "carevault is running" in line or proc.poll() is not None:
+                break
+        assert any(f"https://127.0.0.1:{8443 + offset}" in line for line in lines), lines
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 5
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "stopped: gateway=0, api=0, fileservice=0, records=0, keyservice=0" in out
+        time.sleep(0.5)
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists(), f"service process {pid} outlived carevault run"
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the platform running
+            subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # children first, while still its own
+            proc.kill()
 
 
 def test_a_service_refuses_to_start_with_missing_tls_material(tmp_path: Path) -> None:

@@ -204,6 +204,18 @@ seccompProfile:
 {{- end }}
 
 {{/* Environment of a service (the ConfigMap's data): settings per contract.md. */}}
+{{/* The public base URL of the platform (gateway.publicUrl, else https:// + the first
+public hostname; empty: the services' defaults): the DPoP htu at the gateway and at
+api, and the issuer of api's tokens. Both must see the same one. */}}
+{{- define "carevault.publicUrl" -}}
+{{- $g := .Values.gateway -}}
+{{- if $g.publicUrl -}}
+{{- trimSuffix "/" $g.publicUrl -}}
+{{- else if $g.publicHostnames -}}
+{{- printf "https://%s" (first $g.publicHostnames) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "carevault.env" -}}
 {{- $root := .root -}}
 {{- $svc := .svc -}}
@@ -240,8 +252,12 @@ seccompProfile:
 {{ $p }}_ENVIRONMENT_HEADER: {{ $root.Values.global.environmentHeader.name | quote }}
 {{- end }}
 {{- end }}
+{{- $publicUrl := include "carevault.publicUrl" $root }}
 {{- if eq $svc "gateway" }}
 GATEWAY_MAX_BODY_BYTES: {{ $v.maxBodyBytes | quote }}
+{{- if $publicUrl }}
+GATEWAY_PUBLIC_URL: {{ $publicUrl | quote }}
+{{- end }}
 {{- if $v.redis.enabled }}
 GATEWAY_REDIS_URL_FILE: /var/run/carevault/redis/url
 {{- else }}
@@ -254,6 +270,25 @@ API_AUDIT_RETENTION_DAYS: {{ $v.audit.retentionDays | quote }}
 {{- if $v.audit.existingSecret }}
 API_AUDIT_CHECKPOINT_KEY_FILE: /var/run/carevault/audit/checkpoint.key
 API_AUDIT_PSEUDONYM_KEY_FILE: /var/run/carevault/audit/pseudonym.key
+{{- end }}
+{{- if $publicUrl }}
+API_PUBLIC_URL: {{ $publicUrl | quote }}
+{{- end }}
+{{- if $v.redis.enabled }}
+API_REDIS_URL_FILE: /var/run/carevault/redis/url
+{{- else }}
+API_REDIS_URL: ""
+{{- end }}
+API_ACCESS_TOKEN_TTL_SECONDS: {{ $v.auth.accessTokenTtlSeconds | quote }}
+API_SIGNING_ALGORITHM: {{ $v.auth.signingAlgorithm | quote }}
+API_SIGNING_KEY_ROTATION_DAYS: {{ $v.auth.signingKeyRotationDays | quote }}
+API_REVOCATION_REFRESH_SECONDS: {{ $v.auth.revocationRefreshSeconds | quote }}
+API_RECORDS_BUNDLE_TIMEOUT_SECONDS: {{ $v.recordsBundleTimeoutSeconds | quote }}
+{{- if $v.secretsKey.existingSecret }}
+API_SECRETS_KEY_FILE: /var/run/carevault/secrets-key/key
+{{- if $v.secretsKey.previousKey }}
+API_SECRETS_PREVIOUS_KEY_FILE: /var/run/carevault/secrets-key/previous
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if eq $svc "keyservice" }}

@@ -75,6 +75,20 @@ All problems are reported at once.
 {{- if and $prodLike (not $g.redis.enabled) -}}
 {{- $errors = append $errors "gateway.redis.enabled is false: rate limits and replay caches must be shared across gateway replicas in prod and preprod" -}}
 {{- end -}}
+{{- $publicUrl := include "carevault.publicUrl" . -}}
+{{- if and $prodLike (not $publicUrl) -}}
+{{- $errors = append $errors "gateway.publicUrl (or gateway.publicHostnames) is required in prod and preprod: it is the token issuer and the URL DPoP proofs name" -}}
+{{- end -}}
+{{- if and $publicUrl (not (hasPrefix "https://" $publicUrl)) -}}
+{{- $errors = append $errors "gateway.publicUrl must start with https://" -}}
+{{- end -}}
+{{- $a := $v.api -}}
+{{- if and $a.redis.enabled (not $a.redis.existingSecret) -}}
+{{- $errors = append $errors "api.redis.existingSecret is required when api.redis.enabled is true" -}}
+{{- end -}}
+{{- if and (ne $env "dev") (not $a.secretsKey.existingSecret) -}}
+{{- $errors = append $errors "api.secretsKey.existingSecret is required outside dev: api seals TOTP secrets and signing keys with it" -}}
+{{- end -}}
 
 {{- if and (ne $v.global.environment "dev") (not $v.api.audit.existingSecret) -}}
 {{- $errors = append $errors "api.audit.existingSecret is required outside dev: the audit trail's checkpoint and pseudonym keys (carevault audit keygen, docs/operations-audit.md)" -}}

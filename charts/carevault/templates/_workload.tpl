@@ -155,7 +155,7 @@ spec:
               mountPath: /var/run/carevault/database
               readOnly: true
             {{- end }}
-            {{- if and (eq $svc "gateway") $v.redis.enabled }}
+            {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
             - name: redis
               mountPath: /var/run/carevault/redis
               readOnly: true
@@ -163,6 +163,11 @@ spec:
             {{- if and (eq $svc "api") $v.audit.existingSecret }}
             - name: audit-keys
               mountPath: /var/run/carevault/audit
+              readOnly: true
+            {{- end }}
+            {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
+            - name: secrets-key
+              mountPath: /var/run/carevault/secrets-key
               readOnly: true
             {{- end }}
             {{- if eq $svc "keyservice" }}
@@ -203,7 +208,7 @@ spec:
               - key: {{ include "carevault.databaseSecretKey" . }}
                 path: url
         {{- end }}
-        {{- if and (eq $svc "gateway") $v.redis.enabled }}
+        {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
         - name: redis
           secret:
             secretName: {{ $v.redis.existingSecret }}
@@ -220,6 +225,19 @@ spec:
             items:
               - {key: checkpoint.key, path: checkpoint.key}
               - {key: pseudonym.key, path: pseudonym.key}
+        {{- end }}
+        {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
+        - name: secrets-key
+          secret:
+            secretName: {{ $v.secretsKey.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $v.secretsKey.key }}
+                path: key
+              {{- if $v.secretsKey.previousKey }}
+              - key: {{ $v.secretsKey.previousKey }}
+                path: previous
+              {{- end }}
         {{- end }}
         {{- if eq $svc "keyservice" }}
         - name: doctor-keys
@@ -543,7 +561,7 @@ spec:
     {{- if $fact.ownsDatabase }}
     {{- include "carevault.databaseEgress" . | nindent 4 }}
     {{- end }}
-    {{- if and (eq $svc "gateway") $v.redis.enabled }}
+    {{- if and (has $svc (list "gateway" "api")) $v.redis.enabled }}
     - to:
         {{- include "carevault.peer" (dict "namespaceLabels" $v.redis.namespaceLabels "podLabels" $v.redis.podLabels) | nindent 8 }}
       ports:

@@ -32,6 +32,8 @@ class Settings(ServiceSettings):
     # Requests per second per client address, and the burst above it.
     rate_limit_per_second: float = 500.0
     rate_limit_burst: int = 1000
+    # The public base URL clients use, for the DPoP htu check; empty: https:// + the Host header.
+    public_url: str = ""
 
     @model_validator(mode="after")
     def _resolve_redis(self) -> Settings:

@@ -12,6 +12,8 @@ from carevault_common.app import add_readiness_check, build_app, json_response, 
 from carevault_common.clients import ServiceClient
 from carevault_common.mtls import client_context_for
 from carevault_common.proxy import forward, forwarded_headers
+from carevault_common.replay import LocalReplayCache, RedisReplayCache, ReplayCache
+from carevault_gateway.auth.tokens import TokenGate
 from carevault_gateway.config import Settings
 from carevault_gateway.headers import SecurityHeadersMiddleware
 from carevault_gateway.limits.ratelimit import TooManyRequests, build_rate_limiter
@@ -36,6 +38,8 @@ def create_app(settings: Settings) -> FastAPI:
         await api.start()
         limiter = build_rate_limiter(settings.redis_url, settings.rate_limit_per_second, settings.rate_limit_burst)
         app.state.api, app.state.limiter = api, limiter
+        replay: ReplayCache = RedisReplayCache(settings.redis_url, "carevault:gw:dpop") if settings.redis_url else LocalReplayCache()
+        app.state.tokens = TokenGate(api, replay, settings.public_url)
         add_readiness_check(app, "api", api.is_ready)
         try:
             async for _ in lifespan_marker(app):
@@ -43,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await api.close()
             await limiter.close()
+            await replay.close()
 
     app = build_app("gateway", lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -59,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         client = request.client.host if request.client else "unknown"
         if not await request.app.state.limiter.allow(client):
             raise TooManyRequests("Slow down.", headers={"retry-after": "1"})
+        await request.app.state.tokens.check(request)
         headers = forwarded_headers(request)
         headers["x-forwarded-for"] = client
         headers["x-forwarded-proto"] = "https"

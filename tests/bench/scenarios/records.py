@@ -336,9 +336,11 @@ async def ingest(ctx: BenchContext) -> list[Measured]:
     concurrency = ctx.ingest_concurrency
 
     # The plaintext counterpart first: the same patient bundles, same concurrency.
+    await ctx.quiet()
     base = await _post_bundles(ctx, ctx.baseline, "/bundle", patients, concurrency, time.perf_counter() + budget, False)
     baseline_row = _measured(base, "Same patient bundles, one executemany INSERT each", group=BASELINE, baseline_name="baseline-ingest")
 
+    await ctx.quiet()
     started = time.perf_counter()
     dir_run = await _post_bundles(ctx, ctx.gateway, "/fhir", directory, 1, started + budget, False)
     before = ctx.meter.snapshot()

@@ -1,4 +1,4 @@
-"""``carevault-api serve`` | migrate | erasure-journal."""
+"""``carevault-api serve`` | migrate | erasure-journal | seed --state-dir DIR | rotate-signing-key | new-secrets-key FILE."""
 
 import asyncio
 import sys
@@ -34,6 +34,23 @@ def erasure_journal(settings: DatabaseSettings, argv: list[str]) -> int:
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "seed":
+        from carevault_api.seed import main as seed_main
+
+        return seed_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "rotate-signing-key":
+        from carevault_api.seed import SeedSettings, rotate
+
+        print(f"signing with key {asyncio.run(rotate(SeedSettings()))}; the previous key stays published until its tokens expire")
+        return 0
+    if len(sys.argv) > 2 and sys.argv[1] == "new-secrets-key":
+        from pathlib import Path
+
+        from carevault_crypto.sealed import SealingKey
+
+        SealingKey.generate_file(Path(sys.argv[2]))
+        print(f"wrote a new sealing key to {sys.argv[2]} (mode 0600): API_SECRETS_KEY_FILE")
+        return 0
     return service_main("api", Settings, create_app, MIGRATIONS_DIR, commands={"erasure-journal": erasure_journal})
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
-from carevault_common.settings import DatabaseSettings, Environment, ServiceSettings
+from carevault_common.settings import DatabaseSettings, Environment, ServiceSettings, read_secret_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -18,8 +18,10 @@ class Settings(ServiceSettings, DatabaseSettings):
     records_url: str = "https://127.0.0.1:8445"
     fileservice_url: str = "https://127.0.0.1:8447"
     keyservice_url: str = "https://127.0.0.1:8446"
-    # Development authentication until OAuth2 lands: a bearer token read from this
-    # file grants the "dev" tenant. Refused outside the dev environment.
+    # How long records may take over a transaction or batch Bundle (other calls: 15 s).
+    records_bundle_timeout_seconds: float = 120.0
+    # Development authentication: a bearer token read from this file grants the
+    # "dev" tenant's FHIR data. Refused outside the dev environment.
     dev_token_file: Path | None = None
     # Largest Binary content accepted (413 beyond); fileservice and the gateway have their own.
     max_binary_bytes: int = 2 * 1024 * 1024 * 1024
@@ -27,6 +29,27 @@ class Settings(ServiceSettings, DatabaseSettings):
     binary_json_limit: int = 1024 * 1024
     # Seconds a file transfer to or from fileservice may stall before it fails.
     file_transfer_idle_seconds: float = 60.0
+    # The public base URL clients use (the gateway's): the token issuer, and the
+    # base of the DPoP htu.
+    public_url: str = "https://127.0.0.1:8443"
+    # Empty: replay markers in api's database (shared by its replicas).
+    redis_url: str = ""
+    redis_url_file: Path | None = None
+    access_token_ttl_seconds: int = 300
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # ES256 or EdDSA.
+    signing_algorithm: str = "ES256"
+    signing_key_rotation_days: float = 30.0
+    # Dev only: clients' JWKS URLs may be http and name private or loopback addresses.
+    jwks_uri_private_networks: bool = False
+    # The key sealing TOTP secrets and signing keys in api's database (32 random bytes,
+    # base64url; `carevault-api new-secrets-key FILE` writes one). Required but in dev.
+    secrets_key_file: Path | None = None
+    # During a rotation of that key: the previous one, still opened (values are resealed).
+    secrets_previous_key_file: Path | None = None
+    # Every replica reloads the list of revoked access tokens this often: a revocation
+    # made through one replica applies on all of them within this bound (seconds).
+    revocation_refresh_seconds: float = 5.0
 
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
@@ -43,9 +66,24 @@ class Settings(ServiceSettings, DatabaseSettings):
     audit_lock_timeout_ms: int = 2000
 
     @model_validator(mode="after")
-    def _dev_token_only_in_dev(self) -> Settings:
+    def _checks(self) -> Settings:
         if self.dev_token_file is not None and self.environment != Environment.DEV:
             raise ValueError("dev_token_file is a development aid and is refused outside the dev environment")
+        if self.redis_url_file is not None:
+            object.__setattr__(self, "redis_url", read_secret_file(self.redis_url_file))
+        if self.signing_algorithm not in ("ES256", "EdDSA"):
+            raise ValueError("signing_algorithm must be ES256 or EdDSA")
+        if self.secrets_key_file is None and self.environment != Environment.DEV:
+            raise ValueError("secrets_key_file is required outside the dev environment (TOTP secrets and signing keys are sealed with it)")
+        if self.jwks_uri_private_networks and self.environment != Environment.DEV:
+            raise ValueError("jwks_uri_private_networks is a development aid and is refused outside the dev environment")
+        if not 0.5 <= self.revocation_refresh_seconds <= 60:
+            raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
+        if not 30 <= self.access_token_ttl_seconds <= 3600:
+            raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
+        if self.is_production_like and not self.public_url.startswith("https://"):
+            raise ValueError("public_url must be https")
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         return self
 
     @model_validator(mode="after")

@@ -9,17 +9,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
+from carevault_api.accounts.router import router as admin_router
 from carevault_api.audit.router import router as audit_router
 from carevault_api.audit.setup import build_audit_trail, final_checkpoint
-from carevault_api.auth.dev import DevTokenAuthenticator, RefuseAll
+from carevault_api.auth.setup import close_sign_in, start_sign_in
 from carevault_api.binaries.router import router as binaries_router
 from carevault_api.binaries.service import BinaryService
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_api.config import Settings
+from carevault_api.consents.router import router as consent_router
 from carevault_api.erasure.router import router as erasure_router
 from carevault_api.fhir.router import router as fhir_router
+from carevault_api.oauth.router import router as oauth_router
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.mtls import client_context_for, require_callers
@@ -49,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         maintenance = asyncio.create_task(
             app.state.audit.maintain(settings.audit_checkpoint_interval_seconds, settings.audit_prune_interval_seconds)
         )
+        await start_sign_in(app, settings)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "records", records.is_ready)
         add_readiness_check(app, "fileservice", files.is_ready)
@@ -57,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
             async for _ in lifespan_marker(app):
                 yield
         finally:
+            await close_sign_in(app)
             maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
@@ -68,11 +73,16 @@ def create_app(settings: Settings) -> FastAPI:
     app = build_app("api", lifespan)
     app.state.settings = settings
     app.include_router(mesh_router(app, "gateway"))
-    app.state.authenticator = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else RefuseAll()
-    # api's own FHIR routes first: the fhir router ends with the catch-all to records.
-    # Binary: the generic FHIR routes would send its content to records.
-    app.include_router(binaries_router, dependencies=[Depends(require_callers("gateway"))])
-    app.include_router(audit_router, dependencies=[Depends(require_callers("gateway"))])
-    app.include_router(erasure_router, dependencies=[Depends(require_callers("gateway"))])
-    app.include_router(fhir_router, dependencies=[Depends(require_callers("gateway"))])
+    from_gateway = [Depends(require_callers("gateway"))]
+    # Sign-in, administration and consents; /fhir/Consent and the SMART configuration
+    # come before the FHIR catch-all, which forwards everything else to records.
+    app.include_router(oauth_router, dependencies=from_gateway)
+    app.include_router(admin_router, dependencies=from_gateway)
+    app.include_router(consent_router, dependencies=from_gateway)
+    # api's own FHIR routes before the catch-all, which forwards everything else to
+    # records. Binary: the generic FHIR routes would send its content to records.
+    app.include_router(binaries_router, dependencies=from_gateway)
+    app.include_router(audit_router, dependencies=from_gateway)
+    app.include_router(erasure_router, dependencies=from_gateway)
+    app.include_router(fhir_router, dependencies=from_gateway)
     return app

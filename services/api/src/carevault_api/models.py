@@ -97,3 +97,8 @@ class ErasureJournalEntry(Base):
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# The sign-in tables share this Base (kept in their own module); importing them here makes
+# Base.metadata complete for whoever imports this module (Alembic, the migrations check).
+from carevault_api import models_identity as _identity  # noqa: E402, F401

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from carevault_cli.mesh import Mesh, MeshLayout, migrate_all, prepare_state
+from carevault_cli.mesh import Mesh, MeshLayout, migrate_all, prepare_state, seed_demo
 
 DEFAULT_STATE_DIR = Path(".carevault")
 
@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     layout = _layout(args)
     prepare_state(layout)
     migrate_all(layout)
+    print(seed_demo(layout), end="", flush=True)
     mesh = Mesh(layout)
     stopping = False
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carevault_crypto.pki import SERVICES, ensure_ca, ensure_service_certificates
+from carevault_crypto.sealed import SealingKey
 
 DB_SERVICES = ("api", "records", "keyservice", "fileservice")
 # Start order: a service starts after what it calls, so readiness settles fast.
@@ -66,6 +67,11 @@ class MeshLayout:
         """The audit trail's keys (checkpoint signing key and public key, pseudonym key)."""
         return self.state_dir / "audit"
 
+    @property
+    def secrets_key_file(self) -> Path:
+        """api's sealing key (TOTP secrets and signing keys at rest)."""
+        return self.state_dir / "api-secrets.key"
+
     def log_file(self, service: str) -> Path:
         return self.state_dir / "logs" / f"{service}.log"
 
@@ -85,12 +91,17 @@ class MeshLayout:
             values["DATABASE_URL"] = self.database_url(service)
         if service == "gateway":
             values["API_URL"] = self.url("api")
+            values["PUBLIC_URL"] = self.gateway_url
             if self.redis_url:
                 values["REDIS_URL"] = self.redis_url
         elif service == "api":
             values["DEV_TOKEN_FILE"] = str(self.dev_token_file)
             values["AUDIT_CHECKPOINT_KEY_FILE"] = str(self.audit_dir / "checkpoint.key")
             values["AUDIT_PSEUDONYM_KEY_FILE"] = str(self.audit_dir / "pseudonym.key")
+            values["SECRETS_KEY_FILE"] = str(self.secrets_key_file)
+            values["PUBLIC_URL"] = self.gateway_url
+            if self.redis_url:
+                values["REDIS_URL"] = self.redis_url
             values |= {
                 "RECORDS_URL": self.url("records"),
                 "FILESERVICE_URL": self.url("fileservice"),
@@ -119,6 +130,8 @@ def prepare_state(layout: MeshLayout) -> None:
     ensure_audit_keys(layout.audit_dir)
     if not layout.dev_token_file.exists():
         _write_private(layout.dev_token_file, secrets.token_urlsafe(32))
+    if not layout.secrets_key_file.exists():
+        SealingKey.generate_file(layout.secrets_key_file)
 
 
 DEV_DOCTOR_WARNING = """\
@@ -199,6 +212,20 @@ def migrate_all(layout: MeshLayout, base_env: Mapping[str, str] | None = None) -
         subprocess.run(_command(service, "migrate"), env=_child_env(layout, service, base), check=True)
 
 
+def seed_demo(layout: MeshLayout, base_env: Mapping[str, str] | None = None) -> str:
+    """Demo tenant, administrator (credentials printed once) and demo clients
+    (``demo-client.json``); idempotent. Returns what it printed."""
+    base = dict(os.environ if base_env is None else base_env)
+    done = subprocess.run(
+        [*_command("api", "seed"), "--state-dir", str(layout.state_dir)],
+        env=_child_env(layout, "api", base),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
 class Mesh:
     """The running processes of a local mesh."""
 
@@ -261,4 +288,4 @@ class Mesh:
         return {service: self.stop_one(service) for service in reversed(list(self.processes))}
 
 
-__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state"]
+__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state", "seed_demo"]

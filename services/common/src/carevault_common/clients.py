@@ -155,12 +155,21 @@ class ServiceClient:
         body: AsyncIterable[bytes] | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        timeout_seconds: float | None = None,
     ) -> aiohttp.ClientResponse:
         """Start a call and return the response with its body unread; the caller
-        must ``release()`` it (used by the proxy, whose response outlives the call)."""
+        must ``release()`` it (used by the proxy, whose response outlives the call).
+        ``timeout_seconds`` replaces the client's total timeout for this call."""
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=self._timeout.connect) if timeout_seconds else None
         try:
             return await self.session.request(
-                method, self.base_url + path, data=body, headers=self._headers(headers), params=params, allow_redirects=False
+                method,
+                self.base_url + path,
+                data=body,
+                headers=self._headers(headers),
+                params=params,
+                allow_redirects=False,
+                timeout=timeout or self._timeout,
             )
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             logger.warning("peer unavailable", extra={"peer": self.peer, "error_type": type(exc).__name__})

@@ -92,7 +92,7 @@ async def database_ready(engine: AsyncEngine) -> bool:
 
 def run_migrations(migrations_dir: Path, database_url: str) -> None:
     """Upgrade the database to every head with the service's Alembic scripts
-    (domains of one service may keep their own branch, e.g. api's ``audit``)."""
+    (domains of one service may keep their own branch, e.g. api's ``audit`` and ``identity``)."""
     from alembic import command
     from alembic.config import Config
 

@@ -140,7 +140,15 @@ class Answer:
             self._upstream = None
 
 
-async def ask(request: Request, peer: ServiceClient, max_body_bytes: int, headers: dict[str, str], path: str | None = None) -> Answer:
+async def ask(
+    request: Request,
+    peer: ServiceClient,
+    max_body_bytes: int,
+    headers: dict[str, str],
+    path: str | None = None,
+    *,
+    timeout_seconds: float | None = None,
+) -> Answer:
     """Send the client's request on to ``peer`` and return its answer unsent."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -156,7 +164,12 @@ async def ask(request: Request, peer: ServiceClient, max_body_bytes: int, header
     else:
         body = _limited_stream(request, max_body_bytes)
     upstream = await peer.open(
-        request.method, path or request.url.path, body=body, headers=headers, params=list(request.query_params.multi_items())
+        request.method,
+        path or request.url.path,
+        body=body,
+        headers=headers,
+        params=list(request.query_params.multi_items()),
+        timeout_seconds=timeout_seconds,
     )
     response_headers = _response_headers(upstream.headers)
     internal = _internal_headers(upstream.headers)
@@ -170,5 +183,13 @@ async def ask(request: Request, peer: ServiceClient, max_body_bytes: int, header
     return Answer(upstream.status, response_headers, internal, None, upstream)
 
 
-async def forward(request: Request, peer: ServiceClient, max_body_bytes: int, headers: dict[str, str], path: str | None = None) -> Response:
-    return (await ask(request, peer, max_body_bytes, headers, path)).response()
+async def forward(
+    request: Request,
+    peer: ServiceClient,
+    max_body_bytes: int,
+    headers: dict[str, str],
+    path: str | None = None,
+    *,
+    timeout_seconds: float | None = None,
+) -> Response:
+    return (await ask(request, peer, max_body_bytes, headers, path, timeout_seconds=timeout_seconds)).response()

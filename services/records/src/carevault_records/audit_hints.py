@@ -1,5 +1,7 @@
 """What records tells api about a request, for api's audit trail: which patients'
-data the request reached for (``x-carevault-patients``, comma-separated ids).
+data the request reached for. They go out in sign-in's ``x-carevault-patient``
+header (:mod:`carevault_records.patient_header`), beside the patients whose
+keyrings the request asked for.
 
 A patient is noted as soon as a request names their data, before any key check:
 an attempt with a wrong key is an access attempt the patient may ask about. api
@@ -11,9 +13,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-PATIENTS_HEADER = b"x-carevault-patients"
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 _touched: ContextVar[set[str] | None] = ContextVar("carevault_records_patients_touched", default=None)
 
@@ -25,9 +25,14 @@ def note_patient(patient_id: str) -> None:
         touched.add(patient_id)
 
 
+def noted_patients() -> set[str]:
+    """The patients the current request reached for so far."""
+    return set(_touched.get() or ())
+
+
 class PatientHintMiddleware:
-    """Adds ``x-carevault-patients`` to each response whose request reached for
-    patient data. Pure ASGI: streaming bodies pass untouched."""
+    """Gives each request its set of noted patients; :class:`PatientHeaderMiddleware`
+    (inside this one) reports them. Pure ASGI: streaming bodies pass untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -36,16 +41,8 @@ class PatientHintMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        touched: set[str] = set()
-        token = _touched.set(touched)
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start" and touched:
-                headers = [*message.get("headers", []), (PATIENTS_HEADER, ",".join(sorted(touched)).encode())]
-                message = {**message, "headers": headers}
-            await send(message)
-
+        token = _touched.set(set())
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send)
         finally:
             _touched.reset(token)

@@ -24,6 +24,8 @@ class Caller:
     tenant: str
     principal: str
     base_url: str
+    # The patients api authorized this request for; None: any patient of the tenant.
+    patient_scope: frozenset[str] | None = frozenset()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -35,10 +37,14 @@ def get_caller(
     x_carevault_tenant: Annotated[str | None, Header()] = None,
     x_carevault_principal: Annotated[str | None, Header()] = None,
     x_carevault_base_url: Annotated[str | None, Header()] = None,
+    x_carevault_patient_scope: Annotated[str | None, Header()] = None,
 ) -> Caller:
     if not x_carevault_tenant or not x_carevault_principal:
         raise Unauthorized("The caller's tenant and principal are missing.")
-    return Caller(x_carevault_tenant, x_carevault_principal, (x_carevault_base_url or "/fhir").rstrip("/"))
+    # Fail closed: no scope header means no patient data.
+    raw = (x_carevault_patient_scope or "").strip()
+    scope = None if raw == "*" else frozenset(p for p in raw.split(",") if p)
+    return Caller(x_carevault_tenant, x_carevault_principal, (x_carevault_base_url or "/fhir").rstrip("/"), scope)
 
 
 def get_patient_key(x_patient_key: Annotated[str | None, Header()] = None) -> PatientKey | None:
@@ -64,7 +70,9 @@ def get_keyrings(
     key: Annotated[PatientKey | None, Depends(get_patient_key)],
 ) -> RequestKeyrings:
     resources: ResourceService = request.app.state.resources
-    return resources.keyrings(session, caller.tenant, key)
+    keyrings = resources.keyrings(session, caller.tenant, key, caller.patient_scope)
+    request.state.keyrings = keyrings  # read by PatientHeaderMiddleware
+    return keyrings
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -46,3 +46,9 @@ class VersionConflict(ProblemError):
 
 class UnknownPatient(ProblemError):
     status, code, title = 422, "unknown-patient", "The patient this resource belongs to does not exist in this tenant"
+
+
+class PatientOutOfScope(ProblemError):
+    """api authorized this request for other patients than the one it touches."""
+
+    status, code, title = 403, "patient-out-of-scope", "Not authorized for this patient"

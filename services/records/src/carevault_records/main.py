@@ -24,6 +24,7 @@ from carevault_records.fhir.outcome import FhirError
 from carevault_records.keys.router import internal_router as patients_router
 from carevault_records.keys.router import router as keys_router
 from carevault_records.keys.service import PatientKeys
+from carevault_records.patient_header import PatientHeaderMiddleware
 from carevault_records.resources.router import router as resources_router
 from carevault_records.resources.service import ResourceService
 from carevault_records.transactions.router import router as transactions_router
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
             await engine.dispose()
 
     app = build_app("records", lifespan, openapi_url=None)
+    app.add_middleware(PatientHeaderMiddleware)
     app.state.settings = settings
     app.include_router(mesh_router(app, "api"))
     app.include_router(transactions_router)  # before the generic routes: /fhir/metadata is not a type

@@ -1,4 +1,4 @@
-"""Which patients a request reached for, as records says in ``x-carevault-patients``.
+"""Which patients a request reached for, as records says in ``x-carevault-patient``.
 
 The FHIR relay reads the header of the one answer it relays. When api itself calls
 records several times for one request (Binary content: prepare, commit, open), the
@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 
-PATIENTS_HEADER = "x-carevault-patients"
+PATIENTS_HEADER = "x-carevault-patient"
 # Ids carevault assigns (records: uuid4).
 SERVER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -1,36 +1,32 @@
-"""Who may read the audit trail and erase a patient: the hooks the roles of the
-OAuth2/accounts issue plug into.
+"""Who may read the audit trail and erase a patient, from the permission matrix
+(:mod:`carevault_api.authorization.matrix`): ``audit.read`` and ``patient.erase``,
+both administrative (a session signed in with a second factor).
 
-Until roles exist, the Principal carries a tenant and a subject only. These
-functions read ``principal.roles`` when the Principal has it (the OAuth2 issue adds
-it); without it, only the development principal (dev environment only: the dev
-token is refused elsewhere) counts as the tenant's auditor and data-protection
-officer.
+The development principal (dev environment only: the dev token is refused
+elsewhere) still counts as its tenant's auditor and data-protection officer, as
+before roles existed, so that a local mesh can exercise both.
 """
 
 from __future__ import annotations
 
-from carevault_api.auth.dev import DEV_SUBJECT, DEV_TENANT
 from carevault_api.auth.principal import Principal
-
-AUDITOR_ROLES = frozenset({"auditor", "dpo"})
-ERASURE_ROLES = frozenset({"dpo"})
+from carevault_api.authorization.matrix import ADMINISTRATIVE, Permission, Reach, widest
 
 
-def _roles(principal: Principal) -> frozenset[str]:
-    roles = getattr(principal, "roles", None)
-    if roles is not None:
-        return frozenset(roles)
-    if (principal.tenant, principal.subject) == (DEV_TENANT, DEV_SUBJECT):
-        return AUDITOR_ROLES | ERASURE_ROLES
-    return frozenset()
+def _allowed(principal: Principal, permission: Permission, tenant: str) -> bool:
+    if principal.development:
+        return principal.tenant == tenant
+    if permission in ADMINISTRATIVE and not principal.second_factor:
+        return False
+    reach = widest(principal.roles, permission)
+    return reach == Reach.PLATFORM or (reach == Reach.TENANT and principal.tenant == tenant)
 
 
 def can_read_audit(principal: Principal, tenant: str) -> bool:
     """May ``principal`` read every audit event of ``tenant``?"""
-    return principal.tenant == tenant and bool(_roles(principal) & AUDITOR_ROLES)
+    return _allowed(principal, Permission.AUDIT_READ, tenant)
 
 
 def can_erase(principal: Principal, tenant: str) -> bool:
     """May ``principal`` erase a patient of ``tenant`` (GDPR Art. 17)?"""
-    return principal.tenant == tenant and bool(_roles(principal) & ERASURE_ROLES)
+    return _allowed(principal, Permission.PATIENT_ERASE, tenant)

@@ -7,7 +7,7 @@ stored before records is asked (if it cannot be, nothing is asked), then the
 outcome event as for reads. What is kept: interaction, resource type and id,
 status, request id, principal, client, tenant, purpose, and the patient as a
 pseudonym (records names the patients a request reached for in
-``x-carevault-patients``) - never content, never a search value.
+``x-carevault-patient``) - never content, never a search value.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from carevault_api.audit.relay import audited
+from carevault_api.auth.principal import Principal
+from carevault_api.authorization.fhir import Access, FhirAuthorizer, touch_of
 from carevault_api.binaries.service import BinaryService, Upload, parse_json_binary, patient_reference
 from carevault_api.deps import PrincipalDep
 from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
@@ -27,8 +29,16 @@ def _service(request: Request) -> BinaryService:
     return service
 
 
-def _records_headers(request: Request, principal: PrincipalDep) -> dict[str, str]:
-    return records_headers(forwarded_headers(request, RECORDS_HEADERS - {"content-type", "accept", "if-match"}), principal, request)
+async def _authorized(request: Request, principal: Principal, path: str, patient: str | None) -> tuple[dict[str, str], Access]:
+    """Authorize like any FHIR request (consent, scopes, tenant), the patient named by
+    X-Security-Context (writes) or X-Patient-Id; then the headers records gets."""
+    authorizer: FhirAuthorizer = request.app.state.fhir_authorizer
+    hint = request.headers.get("x-patient-id") or (patient.removeprefix("Patient/") if patient else None)
+    access = await authorizer.decide(principal, touch_of(request.method, path, [], None, hint))
+    headers = records_headers(
+        forwarded_headers(request, RECORDS_HEADERS - {"content-type", "accept", "if-match"}), principal, request, access
+    )
+    return headers, access
 
 
 async def _upload(request: Request, security_context: str | None) -> Upload:
@@ -56,7 +66,8 @@ async def _upload(request: Request, security_context: str | None) -> Upload:
 async def create_binary(request: Request, principal: PrincipalDep, x_security_context: Annotated[str | None, Header()] = None) -> Response:
     async def handle() -> Response:
         upload = await _upload(request, x_security_context)
-        return await _service(request).write(_records_headers(request, principal), upload, None)
+        headers, _ = await _authorized(request, principal, "Binary", upload.patient)
+        return await _service(request).write(headers, upload, None)
 
     return await audited(request, principal, handle)
 
@@ -71,20 +82,28 @@ async def update_binary(
 ) -> Response:
     async def handle() -> Response:
         upload = await _upload(request, x_security_context)
-        return await _service(request).write(_records_headers(request, principal), upload, binary_id, if_match)
+        headers, _ = await _authorized(request, principal, f"Binary/{binary_id}", upload.patient)
+        return await _service(request).write(headers, upload, binary_id, if_match)
 
     return await audited(request, principal, handle)
 
 
 async def _read(request: Request, principal: PrincipalDep, binary_id: str, version_id: str | None, format_: str | None) -> Response:
     async def handle() -> Response:
+        headers, access = await _authorized(request, principal, f"Binary/{binary_id}", None)
+        authorizer: FhirAuthorizer = request.app.state.fhir_authorizer
+
+        async def check_patient(reported: str | None) -> None:
+            await authorizer.check_reported(principal, access, 200, reported)
+
         return await _service(request).read(
-            _records_headers(request, principal),
+            headers,
             binary_id,
             version_id,
             accept=request.headers.get("accept"),
             format_param=format_,
             byte_range=request.headers.get("range"),
+            check_patient=check_patient if access.post_check is not None else None,
         )
 
     return await audited(request, principal, handle)

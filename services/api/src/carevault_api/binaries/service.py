@@ -28,7 +28,7 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,8 +218,12 @@ class BinaryService:
         accept: str | None,
         format_param: str | None,
         byte_range: str | None,
+        check_patient: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> Response:
-        opened = await self.records.open_binary(records_headers, binary_id, version_id)
+        opened, reported_patient = await self.records.open_binary(records_headers, binary_id, version_id)
+        if check_patient is not None:
+            # A read by id: records says whose Binary it is; authorize that before anything is sent.
+            await check_patient(reported_patient)
         content_type = str(opened["contentType"])
         representation = choose(accept, content_type, format_param)
         common = {"etag": f'W/"{opened["versionId"]}"', "x-content-type-options": "nosniff"}

@@ -38,14 +38,15 @@ class RecordsClient(ServiceClient):
         result: dict[str, Any] = resp.json()
         return result
 
-    async def open_binary(self, headers: Mapping[str, str], binary_id: str, version_id: str | None) -> dict[str, Any]:
-        """Blob id, file key (a secret), content type, size and the public resource."""
+    async def open_binary(self, headers: Mapping[str, str], binary_id: str, version_id: str | None) -> tuple[dict[str, Any], str | None]:
+        """Blob id, file key (a secret), content type, size and the public resource;
+        and the patient records reports having opened (x-carevault-patient)."""
         path = f"/files/Binary/{binary_id}" + (f"/_history/{version_id}" if version_id is not None else "")
         resp = await self.request("GET", path, headers=headers)
         if resp.status != 200:
             raise problem_from_peer(resp.status, resp.body, self.peer)
         result: dict[str, Any] = resp.json()
-        return result
+        return result, resp.headers.get("x-carevault-patient")
 
     # -- audit and erasure ---------------------------------------------------------------
 

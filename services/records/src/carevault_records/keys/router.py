@@ -13,7 +13,7 @@ from carevault_common.errors import FHIR_MEDIA_TYPE, ProblemError
 from carevault_common.mtls import require_callers
 from carevault_crypto import InvalidKeyFormat, PatientKey
 from carevault_records.deps import CallerDep, PatientKeyDep, SessionDep
-from carevault_records.errors import InvalidPatientKey, PatientKeyRequired
+from carevault_records.errors import InvalidPatientKey, PatientKeyRequired, PatientOutOfScope
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))])
 # Mesh-internal (not under /fhir: api's FHIR forwarder cannot reach it).
@@ -37,6 +37,8 @@ def _new_key(parameters: Any) -> PatientKey:
 async def rotate_key(patient_id: str, request: Request, session: SessionDep, caller: CallerDep, key: PatientKeyDep) -> Response:
     if key is None:
         raise PatientKeyRequired()
+    if caller.patient_scope is not None and patient_id not in caller.patient_scope:
+        raise PatientOutOfScope("This request is not authorized for this patient's records.")
     try:
         parameters = orjson.loads(await request.body())
     except orjson.JSONDecodeError:

@@ -20,6 +20,7 @@ from carevault_records.errors import (
     IntegrityFailure,
     PatientErased,
     PatientKeyRequired,
+    PatientOutOfScope,
     UnknownPatient,
     WrongPatientKey,
 )
@@ -93,11 +94,31 @@ class PatientKeys:
 
 class RequestKeyrings:
     """The keyrings one request may open: all under the one key it carries,
-    each unlocked (verifier checked) at most once per request."""
+    each unlocked (verifier checked) at most once per request.
 
-    def __init__(self, keys: PatientKeys, session: AsyncSession, tenant: str, key: PatientKey | None) -> None:
+    ``scope`` is the set of patients api authorized this request for (None: any
+    patient of the tenant, for the development token and reads api checks
+    afterwards). Opening another patient's keyring is refused before the key is
+    even checked; patients registered by this very request are in scope.
+    ``touched`` lists every patient whose keyring the request asked for, which
+    records reports to api in the ``x-carevault-patient`` response header."""
+
+    def __init__(
+        self, keys: PatientKeys, session: AsyncSession, tenant: str, key: PatientKey | None, scope: frozenset[str] | None = frozenset()
+    ) -> None:
         self.keys, self.session, self.tenant, self.key = keys, session, tenant, key
+        self.scope = scope
+        self.touched: list[str] = []
+        self._registered: set[str] = set()
         self._open: dict[str, PatientKeyring] = {}
+
+    def admit(self, patient_id: str | None) -> None:
+        """Refuse a patient (None: several or unknown patients) outside the request's scope."""
+        if patient_id is not None and patient_id not in self.touched:
+            self.touched.append(patient_id)
+        if self.scope is None or (patient_id is not None and (patient_id in self.scope or patient_id in self._registered)):
+            return
+        raise PatientOutOfScope("This request is not authorized for this patient's records.")
 
     def _require_key(self) -> PatientKey:
         if self.key is None:
@@ -106,11 +127,14 @@ class RequestKeyrings:
 
     async def register(self, patient_id: str) -> PatientKeyring:
         note_patient(patient_id)
+        self._registered.add(patient_id)
+        self.admit(patient_id)
         keyring = await self.keys.register(self.session, self.tenant, patient_id, self._require_key())
         self._open[patient_id] = keyring
         return keyring
 
     async def unlock(self, patient_id: str) -> PatientKeyring:
+        self.admit(patient_id)
         keyring = self._open.get(patient_id)
         if keyring is None:
             keyring = await self.keys.unlock(self.session, self.tenant, patient_id, self._require_key())

@@ -67,8 +67,8 @@ class ResourceService:
     def __init__(self, keys: PatientKeys) -> None:
         self.keys = keys
 
-    def keyrings(self, session: AsyncSession, tenant: str, key: PatientKey | None) -> RequestKeyrings:
-        return RequestKeyrings(self.keys, session, tenant, key)
+    def keyrings(self, session: AsyncSession, tenant: str, key: PatientKey | None, scope: frozenset[str] | None) -> RequestKeyrings:
+        return RequestKeyrings(self.keys, session, tenant, key, scope)
 
     @staticmethod
     async def keyring_for(keyrings: RequestKeyrings, resource_type: str, patient_id: str | None) -> PatientKeyring | None:
@@ -227,7 +227,9 @@ class ResourceService:
         )
         page, more = heads[: query.count], len(heads) > query.count
         if patient_data and keyring is None:
-            # No patient key: server metadata only, never content.
+            # No patient key: server metadata only, never content, and only for a
+            # request api authorized across patients.
+            keyrings.admit(None)
             entries = [_metadata_entry(h, base) for h in page]
         else:
             stored = await repository.get_current_versions(session, tenant, [(h.resource_type, h.id) for h in page])

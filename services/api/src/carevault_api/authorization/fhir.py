@@ -1,0 +1,261 @@
+"""Who may touch which patient's records: the decision api makes before (and,
+for reads by id, after) forwarding a FHIR request to records.
+
+How api learns the patient of a request (docs/security-access.md):
+
+1. Before forwarding, from the request itself: the body of a create or update
+   (records' own owner rule, :func:`patient_of`), the id of a ``Patient/{id}``
+   URL, the ``patient``/``subject`` search parameter (or ``_id`` of a Patient
+   search), the optional ``X-Patient-Id`` header, and every entry of a Bundle.
+   That patient is authorized (self link or consent, plus token scopes) and sent
+   to records as ``x-carevault-patient-scope``; records refuses to open any
+   other patient's keyring in that request (403, before decrypting or writing).
+2. A read by id of a non-Patient type without any of those hints is forwarded
+   with an unrestricted scope in the caller's own tenant; records names the
+   patient whose keyring it opened in the ``x-carevault-patient`` response
+   header, and api authorizes that patient before relaying anything. No header
+   on a success is a refusal (fail closed).
+3. A delete by id without a hint first reads the resource the same way to
+   learn its patient, then deletes with the scope restricted to that patient.
+4. A search of patient data without a patient is refused (except with the
+   development token): a search covers one patient at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carevault_api.auth.principal import Kind, Principal, Role
+from carevault_api.auth.scopes import scopes_allow
+from carevault_api.authorization.compartment import (
+    DIRECTORY_TYPES,
+    PATIENT_PARAMS,
+    is_patient_data,
+    patient_from_param,
+    patient_of,
+)
+from carevault_api.authorization.matrix import Permission, Reach, reaches
+from carevault_api.consents.service import consented_tenant, own_patient
+from carevault_common.db import session_scope
+from carevault_common.errors import Forbidden
+
+ANY_PATIENT = "*"
+_INTERACTION = {"POST": "c", "PUT": "u", "DELETE": "d"}
+
+
+class AccessDenied(Forbidden):
+    code, title = "access-denied", "Access denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One resource interaction of a request."""
+
+    resource_type: str
+    interaction: str  # one of c r u d s
+    patient_id: str | None
+    new_patient: bool = False
+
+    @property
+    def action(self) -> str:
+        return "read" if self.interaction in "rs" else "write"
+
+
+@dataclass
+class Access:
+    """What api tells records, and what it checks on the way back."""
+
+    tenant: str
+    patient_scope: str  # "*" or comma-separated patient ids ("" = no patient data)
+    post_check: Touch | None = None  # a read whose patient records reports
+    preflight_delete: Touch | None = None
+    link_new_patient: bool = False
+    patients: set[str] = field(default_factory=set)
+
+
+def token_contexts(principal: Principal) -> tuple[str, ...]:
+    """The SMART scope context a principal's scopes are read in."""
+    if principal.kind == Kind.CLIENT:
+        return ("system",)
+    return ("patient",) if Role.PATIENT in principal.roles else ("user",)
+
+
+def parse_path(path: str) -> tuple[str, str | None, bool]:
+    """(type, id, is history/vread) of a FHIR path below /fhir/."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    resource_type = parts[0] if parts else ""
+    resource_id = parts[1] if len(parts) > 1 else None
+    return resource_type, resource_id, len(parts) > 2
+
+
+def touch_of(method: str, path: str, query: list[tuple[str, str]], body: Any, hint: str | None) -> Touch:
+    resource_type, resource_id, _ = parse_path(path)
+    parts = [p for p in path.strip("/").split("/") if p]
+    if method == "GET" and len(parts) == 3 and resource_type == "Patient" and parts[2] == "$everything" and resource_id:
+        # The patient's whole record (GDPR Art. 15/20): a read of that patient.
+        return Touch("Patient", "r", resource_id)
+    interaction = ("r" if resource_id else "s") if method == "GET" else _INTERACTION.get(method, "r")
+    if not is_patient_data(resource_type):
+        return Touch(resource_type, interaction, None)
+    patient: str | None = None
+    new_patient = False
+    if resource_type == "Patient":
+        if method == "POST" and resource_id is None:
+            new_patient = True
+        elif resource_id is not None:
+            patient = resource_id
+        else:
+            ids = [patient_from_param(v) for k, v in query if k == "_id"]
+            patient = ids[0] if len(ids) == 1 else None
+    elif method in ("POST", "PUT") and isinstance(body, dict):
+        patient = patient_of(body)
+    elif method == "GET" and resource_id is None:
+        found = {patient_from_param(v) for k, v in query if k.partition(":")[0] in PATIENT_PARAMS}
+        patient = found.pop() if len(found) == 1 else None
+    if patient is None and hint:
+        patient = patient_from_param(hint)
+    return Touch(resource_type, interaction, patient, new_patient)
+
+
+def bundle_touches(body: Any) -> list[Touch]:
+    """The touches of a transaction or batch Bundle (unknown patient: None)."""
+    touches: list[Touch] = []
+    entries = body.get("entry", []) if isinstance(body, dict) else []
+    new_patients = {
+        e.get("fullUrl")
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Patient"
+    }
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        raw_request = entry.get("request")
+        request: dict[str, Any] = raw_request if isinstance(raw_request, dict) else {}
+        method = str(request.get("method", "")).upper()
+        url = str(request.get("url", ""))
+        path, _, query_text = url.partition("?")
+        query = [tuple(p.split("=", 1)) for p in query_text.split("&") if "=" in p]
+        resource = entry.get("resource")
+        touch = touch_of(method, path, query, resource, None)  # type: ignore[arg-type]
+        if touch.patient_id is None and isinstance(resource, dict) and touch.resource_type != "Patient":
+            owner = _owner_reference(resource)
+            if owner in new_patients:
+                touch = Touch(touch.resource_type, touch.interaction, None, new_patient=True)
+        touches.append(touch)
+    return touches
+
+
+def _owner_reference(resource: Mapping[str, Any]) -> str | None:
+    from carevault_api.authorization.compartment import OWNER_ELEMENT
+
+    value = resource.get(OWNER_ELEMENT.get(str(resource.get("resourceType")), ""))
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    reference = value.get("reference") if isinstance(value, dict) else None
+    return reference if isinstance(reference, str) else None
+
+
+class FhirAuthorizer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    def _scope_check(self, principal: Principal, touch: Touch) -> None:
+        if not scopes_allow(principal.scopes, token_contexts(principal), touch.resource_type, touch.interaction):
+            raise AccessDenied(f"The access token's scopes do not allow this on {touch.resource_type}.")
+
+    async def patient_tenant(self, principal: Principal, patient_id: str, resource_type: str, action: str) -> str:
+        """The tenant whose records hold ``patient_id``, if the caller may ``action`` them."""
+        if principal.development:
+            return principal.tenant
+        permission = Permission.PATIENT_DATA_READ if action == "read" else Permission.PATIENT_DATA_WRITE
+        allowed = reaches(principal.roles, permission)
+        if Reach.SELF in allowed:
+            if principal.patient == patient_id:
+                return principal.tenant
+            async with session_scope(self.sessions) as session:
+                link = await own_patient(session, principal, patient_id)
+            if link is not None:
+                return link.tenant
+        if Reach.CONSENT in allowed:
+            async with session_scope(self.sessions) as session:
+                tenant = await consented_tenant(session, principal, patient_id, resource_type, action)
+            if tenant is not None:
+                return tenant
+        raise AccessDenied("No consent or link gives you access to this patient's records.")
+
+    async def _register(self, principal: Principal) -> bool:
+        """May the caller register a new patient? Returns whether to link it to the caller."""
+        if principal.development:
+            return False
+        allowed = reaches(principal.roles, Permission.PATIENT_REGISTER)
+        if Reach.TENANT in allowed:
+            return False
+        if Reach.SELF in allowed and principal.patient is None:
+            async with session_scope(self.sessions) as session:
+                from carevault_api.accounts import repository as accounts
+
+                links = await accounts.patients_of(session, principal.subject)
+            if not any(link.relation == "self" for link in links):
+                return True
+        raise AccessDenied("You may not register a patient here.")
+
+    async def _directory(self, principal: Principal, touch: Touch) -> None:
+        if principal.development:
+            return
+        permission = Permission.DIRECTORY_READ if touch.action == "read" else Permission.DIRECTORY_WRITE
+        if Reach.TENANT not in reaches(principal.roles, permission):
+            raise AccessDenied(f"Your roles do not allow {permission.value}.")
+
+    async def decide(self, principal: Principal, touch: Touch, *, bundle_entry: bool = False) -> Access:
+        self._scope_check(principal, touch)
+        if not is_patient_data(touch.resource_type):
+            if touch.resource_type in DIRECTORY_TYPES:
+                await self._directory(principal, touch)
+            return Access(principal.tenant, "")
+        if touch.new_patient:
+            link = await self._register(principal) if touch.resource_type == "Patient" else False
+            return Access(principal.tenant, "", link_new_patient=link and not bundle_entry)
+        if touch.patient_id is not None:
+            tenant = await self.patient_tenant(principal, touch.patient_id, touch.resource_type, touch.action)
+            return Access(tenant, touch.patient_id, patients={touch.patient_id})
+        if principal.development:
+            return Access(principal.tenant, ANY_PATIENT)
+        if touch.interaction == "r" and not bundle_entry:
+            return Access(principal.tenant, ANY_PATIENT, post_check=touch)
+        if touch.interaction == "d" and not bundle_entry:
+            return Access(principal.tenant, ANY_PATIENT, preflight_delete=touch)
+        raise AccessDenied(
+            "Name the patient of this request: a patient or subject search parameter, the X-Patient-Id header, "
+            "or a resource that references its Patient."
+        )
+
+    async def decide_bundle(self, principal: Principal, body: Any) -> Access:
+        accesses = [await self.decide(principal, touch, bundle_entry=True) for touch in bundle_touches(body)]
+        if principal.development:
+            return Access(principal.tenant, ANY_PATIENT)
+        tenants = {a.tenant for a in accesses} or {principal.tenant}
+        if len(tenants) != 1 or any(a.patient_scope == ANY_PATIENT for a in accesses):
+            raise AccessDenied("A Bundle touches the patients of one tenant, each named in its entries.")
+        patients = set().union(*(a.patients for a in accesses)) if accesses else set()
+        return Access(tenants.pop(), ",".join(sorted(patients)), patients=patients)
+
+    async def check_reported(self, principal: Principal, access: Access, status: int, reported: str | None) -> None:
+        """After a read by id: authorize the patient records reports (fail closed)."""
+        touch = access.post_check or access.preflight_delete
+        if touch is None:
+            return
+        patients = [p for p in (reported or "").split(",") if p]
+        if not patients:
+            if 200 <= status < 300:
+                raise AccessDenied("The patient of this resource could not be established.")
+            return
+        if len(patients) != 1:
+            raise AccessDenied("The patient of this resource could not be established.")
+        tenant = await self.patient_tenant(principal, patients[0], touch.resource_type, touch.action)
+        if tenant != access.tenant:
+            raise AccessDenied("No consent or link gives you access to this patient's records.")
+        access.patients = {patients[0]}

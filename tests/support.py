@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -14,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carevault_cli.mesh import DB_SERVICES, Mesh, MeshLayout, migrate_all, prepare_state, seed_demo
+from carevault_cli.mesh import DB_SERVICES, ENV_PREFIX, Mesh, MeshLayout, migrate_all, prepare_state, seed_demo
+from tests.telemetry_sink import TelemetrySink
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -83,6 +85,7 @@ class RunningMesh:
     layout: MeshLayout
     mesh: Mesh
     backend: str
+    telemetry: TelemetrySink
     # What `carevault-api seed` printed (the demo administrator's credentials).
     seed_output: str = ""
 
@@ -118,7 +121,7 @@ class RunningMesh:
             import sqlite3
 
             with sqlite3.connect(url.split("///", 1)[1]) as conn:
-                rows = conn.execute(sql.replace("$1", "?").replace("$2", "?").replace("$3", "?").replace("$4", "?"), args).fetchall()
+                rows = conn.execute(re.sub(r"\$(\d+)", r"?\1", sql), args).fetchall()
                 conn.commit()
                 return [tuple(r) for r in rows]
         import asyncpg
@@ -209,7 +212,9 @@ def running_mesh(
     state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None, *, db_prefix: str | None = None
 ) -> Iterator[RunningMesh]:
     """The five services as subprocesses, stopped on exit; on PostgreSQL the databases
-    ``<db_prefix>_<service>`` (default ``cvtest<port_offset>``) are recreated first."""
+    ``<db_prefix>_<service>`` (default ``cvtest<port_offset>``) are recreated first.
+    Every service's error reports and spans go to a local collector whose captures
+    land in ``<state_dir>/telemetry``: the scans for keys and canaries read them."""
     if state_dir.exists():
         shutil.rmtree(state_dir)
     template, redis_url = "", ""
@@ -217,9 +222,10 @@ def running_mesh(
         require_postgres()
         redis_url = require_redis()
         template = asyncio.run(recreate_databases(db_prefix or f"cvtest{port_offset}"))
-    layout = MeshLayout(
-        state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=extra_env or {}
-    )
+    sink = TelemetrySink(state_dir / "telemetry")
+    # Checkpoints of the audit chain every second (300 s by default), so tests see them.
+    env = sink.env(list(ENV_PREFIX.values())) | {"API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1"} | (extra_env or {})
+    layout = MeshLayout(state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=env)
     prepare_state(layout)
     migrate_all(layout)
     seeded = seed_demo(layout)
@@ -227,9 +233,10 @@ def running_mesh(
     try:
         mesh.start()
         mesh.wait_ready(timeout=60)
-        yield RunningMesh(layout, mesh, backend, seeded)
+        yield RunningMesh(layout, mesh, backend, sink, seeded)
     finally:
         mesh.stop()
+        sink.stop()
 
 
 # -- secrets the tests put into the platform, for the scan after the suite -------------

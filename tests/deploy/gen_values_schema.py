@@ -148,6 +148,13 @@ GATEWAY_EXTRA: dict[str, Schema] = {
 }
 
 API_EXTRA: dict[str, Schema] = {
+    "audit": obj(
+        {
+            "existingSecret": string(**K8S_NAME),
+            "checkpointIntervalSeconds": integer(1, 86400),
+            "retentionDays": integer(180),
+        }
+    ),
     "auth": obj(
         {
             "accessTokenTtlSeconds": integer(30, 3600),

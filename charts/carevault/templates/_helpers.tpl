@@ -265,6 +265,12 @@ GATEWAY_REDIS_URL: ""
 {{- end }}
 {{- end }}
 {{- if eq $svc "api" }}
+API_AUDIT_CHECKPOINT_INTERVAL_SECONDS: {{ $v.audit.checkpointIntervalSeconds | quote }}
+API_AUDIT_RETENTION_DAYS: {{ $v.audit.retentionDays | quote }}
+{{- if $v.audit.existingSecret }}
+API_AUDIT_CHECKPOINT_KEY_FILE: /var/run/carevault/audit/checkpoint.key
+API_AUDIT_PSEUDONYM_KEY_FILE: /var/run/carevault/audit/pseudonym.key
+{{- end }}
 {{- if $publicUrl }}
 API_PUBLIC_URL: {{ $publicUrl | quote }}
 {{- end }}

@@ -90,6 +90,10 @@ All problems are reported at once.
 {{- $errors = append $errors "api.secretsKey.existingSecret is required outside dev: api seals TOTP secrets and signing keys with it" -}}
 {{- end -}}
 
+{{- if and (ne $v.global.environment "dev") (not $v.api.audit.existingSecret) -}}
+{{- $errors = append $errors "api.audit.existingSecret is required outside dev: the audit trail's checkpoint and pseudonym keys (carevault audit keygen, docs/operations-audit.md)" -}}
+{{- end -}}
+
 {{- $k := $v.keyservice.doctorKeys -}}
 {{- if and $k.existingConfigMap $k.existingSecret -}}
 {{- $errors = append $errors "keyservice.doctorKeys: set existingConfigMap or existingSecret, not both" -}}

@@ -160,6 +160,11 @@ spec:
               mountPath: /var/run/carevault/redis
               readOnly: true
             {{- end }}
+            {{- if and (eq $svc "api") $v.audit.existingSecret }}
+            - name: audit-keys
+              mountPath: /var/run/carevault/audit
+              readOnly: true
+            {{- end }}
             {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
             - name: secrets-key
               mountPath: /var/run/carevault/secrets-key
@@ -211,6 +216,15 @@ spec:
             items:
               - key: {{ $v.redis.key }}
                 path: url
+        {{- end }}
+        {{- if and (eq $svc "api") $v.audit.existingSecret }}
+        - name: audit-keys
+          secret:
+            secretName: {{ $v.audit.existingSecret }}
+            defaultMode: 0440
+            items:
+              - {key: checkpoint.key, path: checkpoint.key}
+              - {key: pseudonym.key, path: pseudonym.key}
         {{- end }}
         {{- if and (eq $svc "api") $v.secretsKey.existingSecret }}
         - name: secrets-key

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response, StreamingResponse
 
 from carevault_common.app import json_response
+from carevault_common.db import forget_deleted_pages
 from carevault_common.errors import ProblemError
 from carevault_common.mtls import require_callers
 from carevault_fileservice.blobs.service import BlobContent
@@ -49,6 +50,8 @@ async def get_blob(
 
 
 @router.delete("/{blob_id}")
-async def delete_blob(blob_id: str, session: SessionDep, blobs: BlobsDep) -> Response:
+async def delete_blob(blob_id: str, request: Request, session: SessionDep, blobs: BlobsDep) -> Response:
     await blobs.delete(session, blob_id)
+    # Erasure: no earlier page image of the row stays in SQLite's write-ahead log.
+    await forget_deleted_pages(request.app.state.engine)
     return Response(status_code=204)

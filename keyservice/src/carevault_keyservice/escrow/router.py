@@ -1,4 +1,4 @@
-"""Escrow endpoints: records only."""
+"""Escrow endpoints: records only (escrow, and its erasure with the patient's data)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from carevault_common.db import forget_deleted_pages, session_scope
 from carevault_common.errors import ProblemError, ServiceUnavailable
 from carevault_common.mtls import require_callers
 from carevault_crypto import InvalidKeyFormat, PatientKey
 from carevault_keyservice.deps import SessionDep
+from carevault_keyservice.escrow import repository
 from carevault_keyservice.escrow.doctor_keys import DoctorKeyDirectory
 from carevault_keyservice.escrow.service import NoDoctorKey, escrow_patient_key
 
@@ -28,6 +30,15 @@ class EscrowRequest(BaseModel):
 
 class KeysetResponse(BaseModel):
     keyset: str
+
+
+class EraseRequest(BaseModel):
+    tenant: Identifier
+    patient_id: Identifier
+
+
+class EraseResponse(BaseModel):
+    deleted: int
 
 
 def doctor_keys(request: Request) -> DoctorKeyDirectory:
@@ -53,3 +64,14 @@ async def escrow(body: EscrowRequest, session: SessionDep, request: Request) -> 
 @router.get("/keyset")
 async def keyset(request: Request) -> KeysetResponse:
     return KeysetResponse(keyset=doctor_keys(request).keyset().id)
+
+
+@router.post("/patients/erase")
+async def erase(body: EraseRequest, request: Request) -> EraseResponse:
+    """Delete every escrow package of the patient (GDPR Art. 17, on records' request
+    during an erasure). Idempotent: a second call deletes nothing and succeeds. Its
+    own transaction, committed before the write-ahead log is cleared of the pages."""
+    async with session_scope(request.app.state.sessions) as session:
+        deleted = await repository.delete_patient(session, body.tenant, body.patient_id)
+    await forget_deleted_pages(request.app.state.engine)
+    return EraseResponse(deleted=deleted)

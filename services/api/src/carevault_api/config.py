@@ -51,6 +51,20 @@ class Settings(ServiceSettings, DatabaseSettings):
     # made through one replica applies on all of them within this bound (seconds).
     revocation_refresh_seconds: float = 5.0
 
+    # -- audit trail (docs/audit.md) --------------------------------------------------
+    # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
+    # in the database). Required outside dev; in dev, no checkpoints without it.
+    audit_checkpoint_key_file: Path | None = None
+    # The HMAC key of the patient pseudonyms in the audit trail and the erasure journal.
+    # Required outside dev; in dev, an ephemeral key (pseudonyms change on restart).
+    audit_pseudonym_key_file: Path | None = None
+    audit_checkpoint_interval_seconds: float = 300.0
+    # Events older than this are pruned, at a signed checkpoint (docs/audit.md, "Retention").
+    audit_retention_days: int = 3653
+    audit_prune_interval_seconds: float = 86400.0
+    # How long an append waits for the chain head before the request fails (503).
+    audit_lock_timeout_ms: int = 2000
+
     @model_validator(mode="after")
     def _checks(self) -> Settings:
         if self.dev_token_file is not None and self.environment != Environment.DEV:
@@ -70,4 +84,20 @@ class Settings(ServiceSettings, DatabaseSettings):
         if self.is_production_like and not self.public_url.startswith("https://"):
             raise ValueError("public_url must be https")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        return self
+
+    @model_validator(mode="after")
+    def _audit_keys(self) -> Settings:
+        if self.environment != Environment.DEV:
+            for name in ("audit_checkpoint_key_file", "audit_pseudonym_key_file"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name} is required outside the dev environment")
+        for name in ("audit_checkpoint_key_file", "audit_pseudonym_key_file"):
+            path: Path | None = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        if self.audit_retention_days < 180:
+            raise ValueError("audit_retention_days below 180 days defeats the audit trail (docs/audit.md)")
+        if self.audit_checkpoint_interval_seconds <= 0 or self.audit_prune_interval_seconds <= 0:
+            raise ValueError("audit intervals must be positive")
         return self

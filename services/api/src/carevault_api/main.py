@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-# -- sign-in (issue 4) --------------------------------------------------------------------
 from carevault_api.accounts.router import router as admin_router
+from carevault_api.audit.router import router as audit_router
+from carevault_api.audit.setup import build_audit_trail, final_checkpoint
 from carevault_api.auth.setup import close_sign_in, start_sign_in
 from carevault_api.binaries.router import router as binaries_router
 from carevault_api.binaries.service import BinaryService
@@ -17,6 +20,7 @@ from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_api.config import Settings
 from carevault_api.consents.router import router as consent_router
+from carevault_api.erasure.router import router as erasure_router
 from carevault_api.fhir.router import router as fhir_router
 from carevault_api.oauth.router import router as oauth_router
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
@@ -44,6 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
         app.state.binaries = BinaryService(records, files, max_bytes=settings.max_binary_bytes, json_limit=settings.binary_json_limit)
+        app.state.audit = build_audit_trail(settings, app.state.sessions)
+        maintenance = asyncio.create_task(
+            app.state.audit.maintain(settings.audit_checkpoint_interval_seconds, settings.audit_prune_interval_seconds)
+        )
         await start_sign_in(app, settings)
         add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "records", records.is_ready)
@@ -54,6 +62,10 @@ def create_app(settings: Settings) -> FastAPI:
                 yield
         finally:
             await close_sign_in(app)
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await final_checkpoint(app.state.audit)
             for client in (records, files, keys):
                 await client.close()
             await engine.dispose()
@@ -67,7 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(oauth_router, dependencies=from_gateway)
     app.include_router(admin_router, dependencies=from_gateway)
     app.include_router(consent_router, dependencies=from_gateway)
-    # Binary before the FHIR catch-all, which would send its content to records.
+    # api's own FHIR routes before the catch-all, which forwards everything else to
+    # records. Binary: the generic FHIR routes would send its content to records.
     app.include_router(binaries_router, dependencies=from_gateway)
+    app.include_router(audit_router, dependencies=from_gateway)
+    app.include_router(erasure_router, dependencies=from_gateway)
     app.include_router(fhir_router, dependencies=from_gateway)
     return app

@@ -63,6 +63,11 @@ class MeshLayout:
         return self.state_dir / "dev-token"
 
     @property
+    def audit_dir(self) -> Path:
+        """The audit trail's keys (checkpoint signing key and public key, pseudonym key)."""
+        return self.state_dir / "audit"
+
+    @property
     def secrets_key_file(self) -> Path:
         """api's sealing key (TOTP secrets and signing keys at rest)."""
         return self.state_dir / "api-secrets.key"
@@ -91,6 +96,8 @@ class MeshLayout:
                 values["REDIS_URL"] = self.redis_url
         elif service == "api":
             values["DEV_TOKEN_FILE"] = str(self.dev_token_file)
+            values["AUDIT_CHECKPOINT_KEY_FILE"] = str(self.audit_dir / "checkpoint.key")
+            values["AUDIT_PSEUDONYM_KEY_FILE"] = str(self.audit_dir / "pseudonym.key")
             values["SECRETS_KEY_FILE"] = str(self.secrets_key_file)
             values["PUBLIC_URL"] = self.gateway_url
             if self.redis_url:
@@ -120,6 +127,7 @@ def prepare_state(layout: MeshLayout) -> None:
     for sub in ("db", "logs", "blobs", "doctor/public"):
         (layout.state_dir / sub).mkdir(parents=True, exist_ok=True)
     ensure_dev_doctor_key(layout.state_dir / "doctor")
+    ensure_audit_keys(layout.audit_dir)
     if not layout.dev_token_file.exists():
         _write_private(layout.dev_token_file, secrets.token_urlsafe(32))
     if not layout.secrets_key_file.exists():
@@ -153,14 +161,41 @@ def ensure_dev_doctor_key(doctor_dir: Path) -> None:
     print("WARNING: " + DEV_DOCTOR_WARNING.splitlines()[0] + f" A development hosting-doctor key was written to {private_file}.")
 
 
+def ensure_audit_keys(directory: Path) -> None:
+    """The audit trail's keys for a local run (in production: `carevault audit keygen`
+    on an operator's machine, then Secrets). Kept out of the databases."""
+    from carevault_crypto.checkpoint import generate_checkpoint_signer
+    from carevault_crypto.export import checkpoint_signer_to_text, pseudonym_key_to_text
+    from carevault_crypto.pseudonym import PseudonymKey
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / "checkpoint.key").exists():
+        signer = generate_checkpoint_signer()
+        _write_private(directory / "checkpoint.key", checkpoint_signer_to_text(signer))
+        (directory / "checkpoint.pub").write_text(signer.verifier().to_text(), encoding="utf-8")
+    if not (directory / "pseudonym.key").exists():
+        _write_private(directory / "pseudonym.key", pseudonym_key_to_text(PseudonymKey.generate()))
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
-def _command(service: str, action: str) -> list[str]:
-    return [sys.executable, "-m", f"carevault_{service}", action]
+def _command(service: str, action: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"carevault_{service}", action, *args]
+
+
+def run_maintenance(
+    layout: MeshLayout, service: str, action: str, *args: str, stdin: bytes = b"", base_env: Mapping[str, str] | None = None
+) -> bytes:
+    """Run one of a service's maintenance commands (database settings only); its stdout."""
+    env = _child_env(layout, service, dict(os.environ if base_env is None else base_env))
+    done = subprocess.run(_command(service, action, *args), env=env, input=stdin, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"carevault-{service} {action} failed (exit {done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
+    return done.stdout
 
 
 def _child_env(layout: MeshLayout, service: str, base_env: Mapping[str, str]) -> dict[str, str]:

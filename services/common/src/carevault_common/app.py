@@ -34,13 +34,19 @@ def bootstrap(service: str, settings: ServiceSettings) -> None:
     configure_error_reports(service, settings.sentry_dsn, settings.environment.value)
 
 
+# FastAPI's own OpenTelemetry spans, metrics and logs record raw URLs (query strings:
+# search values, names), request bodies of failed validations and exception messages.
+# Off: RequestContextMiddleware makes the one request span, named by route template.
+NO_NATIVE_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False}
+
+
 def build_app(
     service: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     **kwargs: Any,
 ) -> FastAPI:
     # No trailing-slash redirects: a redirected POST loses its body through a proxy.
-    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, redirect_slashes=False, **kwargs)
+    app = FastAPI(title=f"carevault {service}", lifespan=lifespan, redirect_slashes=False, telemetry=NO_NATIVE_TELEMETRY, **kwargs)
     app.state.readiness_checks = []
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))
@@ -66,7 +72,7 @@ async def readiness(app: FastAPI) -> dict[str, bool]:
 
 def build_management_app(app: FastAPI) -> FastAPI:
     """Plain-HTTP app on its own port: /healthz, /readyz, /metrics and nothing else."""
-    management = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    management = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, telemetry=NO_NATIVE_TELEMETRY)
 
     @management.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,10 +1,16 @@
-"""The ``serve`` / ``migrate`` command line that every service ships."""
+"""The ``serve`` / ``migrate`` command line that every service ships.
+
+A service may add maintenance commands (``commands``): they get the database
+settings only, like ``migrate``, and the rest of the command line; the operator
+CLI runs them as subprocesses (``carevault erasure replay``), never importing the
+service.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +25,8 @@ from carevault_common.server import run
 from carevault_common.settings import DatabaseSettings, ServiceSettings, migration_settings
 
 S = TypeVar("S", bound=ServiceSettings)
+# A maintenance command: database settings and its own arguments -> exit code.
+MaintenanceCommand = Callable[[DatabaseSettings, list[str]], int]
 
 
 def service_main(
@@ -29,12 +37,16 @@ def service_main(
     *,
     require_client_cert: bool = True,
     argv: list[str] | None = None,
+    commands: Mapping[str, MaintenanceCommand] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(prog=f"carevault-{service}")
-    commands = ["serve", "migrate"] if migrations_dir is not None else ["serve"]
-    parser.add_argument("command", choices=commands)
-    args = parser.parse_args(argv)
-    loaded_type: type[BaseSettings] = migration_settings(settings_type) if args.command == "migrate" else settings_type
+    choices = ["serve", "migrate"] if migrations_dir is not None else ["serve"]
+    parser.add_argument("command", choices=[*choices, *(commands or {})])
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in (commands or {}):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    database_only = args.command != "serve"
+    loaded_type: type[BaseSettings] = migration_settings(settings_type) if database_only else settings_type
     try:
         settings = loaded_type()
     except ValidationError as exc:
@@ -46,6 +58,9 @@ def service_main(
         assert migrations_dir is not None and isinstance(settings, DatabaseSettings)
         run_migrations(migrations_dir, settings.database_url)
         return 0
+    if commands and args.command in commands:
+        assert isinstance(settings, DatabaseSettings)
+        return commands[args.command](settings, rest)
     assert isinstance(settings, settings_type)
     bootstrap(service, settings)
     app = create_app(settings)

@@ -44,6 +44,8 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Asy
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten, not left in free pages (erasure, docs/audit.md).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -71,6 +73,17 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
+async def forget_deleted_pages(engine: AsyncEngine) -> None:
+    """After an erasure on SQLite: checkpoint the write-ahead log and truncate it, so
+    that no earlier page image of erased rows stays in the -wal file (with
+    ``secure_delete`` the database file itself holds none). PostgreSQL: nothing to do
+    here; dead rows go at the next VACUUM (see docs/audit.md)."""
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 async def database_ready(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
@@ -79,7 +92,7 @@ async def database_ready(engine: AsyncEngine) -> bool:
 
 def run_migrations(migrations_dir: Path, database_url: str) -> None:
     """Upgrade the database to every head with the service's Alembic scripts
-    (domains of one service may keep their own branch, e.g. api's ``identity``)."""
+    (domains of one service may keep their own branch, e.g. api's ``audit`` and ``identity``)."""
     from alembic import command
     from alembic.config import Config
 

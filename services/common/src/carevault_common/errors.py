@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from carevault_common.telemetry import report_error
+
 PROBLEM_TYPE_BASE = "https://carevault.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 FHIR_MEDIA_TYPE = "application/fhir+json"
@@ -169,6 +171,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ProblemError)
         if exc.status >= 500:
             logger.warning("request failed", extra={"problem": exc.code, "status": exc.status})
+        if exc.status == 500:  # our own fault (an integrity failure...), not a peer's unavailability
+            report_error(exc)
         return render_problem(request.url.path, exc.to_problem(), exc.headers)
 
     async def on_http(request: Request, exc: Exception) -> Response:
@@ -183,6 +187,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error")
+        report_error(exc)
         problem = ProblemError("An internal error occurred.", status=500, code="internal-error", title="Internal error")
         return render_problem(request.url.path, problem.to_problem())
 

@@ -3,13 +3,19 @@ api → records/fileservice).
 
 Small bodies (the common case: FHIR JSON) are read whole, which is cheaper
 than chunked streaming; large ones (files) stream both ways in bounded memory
-and are never written to disk.
+and are never written to disk. ``x-carevault-*`` headers are the mesh's own: a
+client's are dropped on the way in, a peer's are never relayed on the way out.
+
+:func:`ask` stops before relaying, for a caller that must act on the answer
+first (api stores the audit event of a read before any byte of it leaves).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
+import aiohttp
 from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -80,10 +86,61 @@ async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[byt
 
 def _response_headers(upstream_headers: object) -> dict[str, str]:
     items = upstream_headers.items()  # type: ignore[attr-defined]
-    return {k: v for k, v in items if k.lower() not in HOP_BY_HOP}
+    return {k: v for k, v in items if k.lower() not in HOP_BY_HOP and not k.lower().startswith(INTERNAL_PREFIX)}
 
 
-async def forward(
+def _internal_headers(upstream_headers: object) -> dict[str, str]:
+    items = upstream_headers.items()  # type: ignore[attr-defined]
+    return {k.lower(): v for k, v in items if k.lower().startswith(INTERNAL_PREFIX)}
+
+
+@dataclass
+class Answer:
+    """A peer's answer that has not been sent on yet: status and headers known,
+    the body read if it is small, else still to stream. Either :meth:`response`
+    (relay it) or :meth:`discard` (drop it) must be called.
+
+    ``internal`` holds the ``x-carevault-*`` headers the peer addressed to its
+    caller; they are never relayed to the client.
+    """
+
+    status: int
+    headers: dict[str, str]
+    internal: dict[str, str]
+    body: bytes | None
+    _upstream: aiohttp.ClientResponse | None
+
+    def response(self) -> Response:
+        if self.body is not None:
+            return Response(self.body, status_code=self.status, headers=self.headers)
+        upstream = self._upstream
+        assert upstream is not None
+
+        async def relay() -> AsyncIterator[bytes]:
+            # An upstream that stops early (a peer aborting a transfer it cannot finish)
+            # raises here, after the headers: the server then aborts this connection too,
+            # so a failed transfer is never relayed as a complete one.
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+            finally:
+                upstream.release()
+
+        headers = dict(self.headers)
+        length = upstream.headers.get("content-length")
+        if length is not None and length.isdigit():
+            # The bytes are relayed unchanged (no decompression): the length still holds,
+            # and keeps a short transfer detectable by the client.
+            headers["content-length"] = length
+        return StreamingResponse(relay(), status_code=self.status, headers=headers)
+
+    def discard(self) -> None:
+        if self._upstream is not None:
+            self._upstream.release()
+            self._upstream = None
+
+
+async def ask(
     request: Request,
     peer: ServiceClient,
     max_body_bytes: int,
@@ -91,7 +148,8 @@ async def forward(
     path: str | None = None,
     *,
     timeout_seconds: float | None = None,
-) -> Response:
+) -> Answer:
+    """Send the client's request on to ``peer`` and return its answer unsent."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -114,26 +172,24 @@ async def forward(
         timeout_seconds=timeout_seconds,
     )
     response_headers = _response_headers(upstream.headers)
+    internal = _internal_headers(upstream.headers)
     length = upstream.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
         try:
             content = await upstream.read()
         finally:
             upstream.release()
-        return Response(content, status_code=upstream.status, headers=response_headers)
+        return Answer(upstream.status, response_headers, internal, content, None)
+    return Answer(upstream.status, response_headers, internal, None, upstream)
 
-    async def relay() -> AsyncIterator[bytes]:
-        # An upstream that stops early (a peer aborting a transfer it cannot finish)
-        # raises here, after the headers: the server then aborts this connection too,
-        # so a failed transfer is never relayed as a complete one.
-        try:
-            async for chunk in upstream.content.iter_any():
-                yield chunk
-        finally:
-            upstream.release()
 
-    if length is not None and length.isdigit():
-        # The bytes are relayed unchanged (no decompression): the length still holds,
-        # and keeps a short transfer detectable by the client.
-        response_headers["content-length"] = length
-    return StreamingResponse(relay(), status_code=upstream.status, headers=response_headers)
+async def forward(
+    request: Request,
+    peer: ServiceClient,
+    max_body_bytes: int,
+    headers: dict[str, str],
+    path: str | None = None,
+    *,
+    timeout_seconds: float | None = None,
+) -> Response:
+    return (await ask(request, peer, max_body_bytes, headers, path, timeout_seconds=timeout_seconds)).response()

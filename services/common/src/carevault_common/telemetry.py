@@ -7,23 +7,30 @@ template, never by raw path (paths carry patient ids).
 
 Error reports: sentry-sdk only when a DSN is configured, with local variables off
 and an allow-list ``before_send`` (stack frames and URLs carry tokens and content).
+Unexpected errors and integrity failures are reported with :func:`report_error`.
+
+Whatever leaves the process as a span or an error report goes through the one
+redaction filter of :mod:`carevault_common.logging` (:func:`redact_value`), as log
+lines do.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carevault_common.logging import request_id_var, trace_id_var
+from carevault_common.logging import REDACTED, redact, redact_value, request_id_var, trace_id_var
 
 REQUESTS = Counter(
     "carevault_http_requests_total",
@@ -38,6 +45,7 @@ LATENCY = Histogram(
 )
 
 REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
@@ -46,8 +54,71 @@ def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(OTLPSpanExporter(endpoint=otlp_endpoint))))
     trace.set_tracer_provider(provider)
+
+
+# Span attributes that may leave as they are (ids, codes, templates); any other
+# attribute leaves with its value masked. Instrumentations record raw URLs, query
+# strings, headers and statements under other keys.
+SAFE_SPAN_ATTRIBUTES = frozenset(
+    {
+        "http.route",
+        "http.request.method",
+        "http.response.status_code",
+        "server.port",
+        "network.protocol.name",
+        "network.protocol.version",
+        "url.scheme",
+        "error.type",
+        "db.system",
+        "db.system.name",
+        "db.operation.name",
+        "rpc.system",
+    }
+)
+
+
+def _span_attributes(attributes: Any) -> dict[str, Any]:
+    kept = {k: (v if k in SAFE_SPAN_ATTRIBUTES or k.startswith("carevault.") else REDACTED) for k, v in dict(attributes or {}).items()}
+    redacted: dict[str, Any] = redact_value(kept)
+    return redacted
+
+
+def redact_span(span: ReadableSpan) -> ReadableSpan:
+    """A copy of ``span``: name through the filter, attributes through the allow-list
+    and the filter (events likewise)."""
+    events = [Event(redact(e.name), _span_attributes(e.attributes), e.timestamp) for e in span.events]
+    return ReadableSpan(
+        name=redact(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_span_attributes(span.attributes),
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Wraps the real exporter: spans leave the process only redacted."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([redact_span(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
 
 
 # Keys of a Sentry event that may leave the process; everything else is dropped.
@@ -79,14 +150,21 @@ def _sentry_before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str
             frame.pop("pre_context", None)
             frame.pop("post_context", None)
     kept.get("contexts", {}).pop("request", None)
-    return kept
+    kept.get("contexts", {}).pop("user", None)
+    redacted: dict[str, Any] = redact_value(kept)
+    return redacted
+
+
+_error_reports_on = False
 
 
 def configure_error_reports(service: str, dsn: str, environment: str) -> None:
+    global _error_reports_on
     if not dsn:
         return
     import sentry_sdk
 
+    _error_reports_on = True
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
@@ -98,6 +176,15 @@ def configure_error_reports(service: str, dsn: str, environment: str) -> None:
         traces_sample_rate=0,
         default_integrations=False,
     )
+
+
+def report_error(exc: BaseException) -> None:
+    """Send an error report for ``exc`` (type and stack only), if reports are on."""
+    if not _error_reports_on:
+        return
+    import sentry_sdk
+
+    sentry_sdk.capture_exception(exc)
 
 
 def outgoing_headers() -> dict[str, str]:
@@ -127,7 +214,9 @@ class RequestContextMiddleware:
             return
         carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")}
         incoming_rid = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), b"").decode("latin-1")
-        request_id = incoming_rid if 0 < len(incoming_rid) <= 64 and incoming_rid.isascii() else _new_request_id()
+        # Only an id of the form this mesh makes is taken over (propagated between hops):
+        # whatever else a client sends would reach every log line unredacted.
+        request_id = incoming_rid if _REQUEST_ID.fullmatch(incoming_rid) else _new_request_id()
         status_holder = {"status": 500}
 
         async def send_wrapper(message: Message) -> None:

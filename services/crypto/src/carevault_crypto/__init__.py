@@ -13,6 +13,9 @@ mode choice, versioned blobs, one :class:`DecryptionError` for every failure.
                :class:`RandomAccessDecryptor`, :func:`segments_for_range`, sizes
 * escrow:      :mod:`carevault_crypto.escrow` (HPKE for the hosting doctor), imported
                as that module; nothing of it is re-exported here.
+* audit:       :mod:`carevault_crypto.checkpoint` (Ed25519 signed checkpoints of the
+               audit chain) and :mod:`carevault_crypto.pseudonym` (keyed pseudonyms
+               of patient ids), imported as modules likewise.
 
 See services/crypto/README.md for the key hierarchy and the blob formats.
 """

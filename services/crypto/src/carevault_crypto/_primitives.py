@@ -14,6 +14,11 @@ below. Nonces are generated *here* and nowhere else:
 * :class:`SegmentCipher` - AES-256-GCM for streaming segments with the nonce
   ``prefix(7) | segment index (4, big-endian) | last-segment flag (1)``.
 
+For the audit checkpoints (used by :mod:`.checkpoint` only):
+
+* :func:`ed25519_generate`, :func:`ed25519_public`, :func:`ed25519_sign`,
+  :func:`ed25519_verify` - Ed25519 (RFC 8032) on raw 32-byte seeds and public keys.
+
 For escrow to the hosting doctor (used by :mod:`.escrow` only):
 
 * :class:`HpkeKem` and the opaque handles :class:`HpkePublicKey` /
@@ -38,9 +43,9 @@ import os
 from collections.abc import Callable
 from typing import Final, NoReturn
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
@@ -191,6 +196,39 @@ class SegmentCipher:
 
     def __reduce__(self) -> tuple[object, ...]:
         raise TypeError("key objects cannot be pickled")
+
+
+# --- audit checkpoints: Ed25519 ------------------------------------------------------
+
+ED25519_SEED_SIZE: Final = 32
+ED25519_PUBLIC_SIZE: Final = 32
+ED25519_SIGNATURE_SIZE: Final = 64
+
+
+def ed25519_generate() -> bytes:
+    """A fresh Ed25519 private key as its 32-byte seed (a secret)."""
+    return ed25519.Ed25519PrivateKey.generate().private_bytes_raw()
+
+
+def ed25519_public(seed: bytes) -> bytes:
+    """The 32-byte public key of a seed; :class:`ValueError` if the seed is malformed."""
+    return ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+
+
+def ed25519_sign(seed: bytes, message: bytes) -> bytes:
+    """A 64-byte Ed25519 signature (deterministic, RFC 8032)."""
+    return ed25519.Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+
+
+def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
+    """True iff ``signature`` is valid for ``message`` under ``public``; never raises."""
+    if len(public) != ED25519_PUBLIC_SIZE or len(signature) != ED25519_SIGNATURE_SIZE:
+        return False
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 # --- escrow: HPKE, scrypt, SHA-256, AES-GCM with the nonce in the associated data ----

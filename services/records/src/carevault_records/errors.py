@@ -36,6 +36,10 @@ class ResourceGone(ProblemError):
     status, code, title = 410, "gone", "This resource was deleted"
 
 
+class PatientErased(ProblemError):
+    status, code, title = 410, "patient-erased", "This patient's data was erased"
+
+
 class VersionConflict(ProblemError):
     status, code, title = 412, "version-conflict", "The resource changed since the version given in If-Match"
 

@@ -13,11 +13,15 @@ from carevault_common.app import add_readiness_check, build_app, lifespan_marker
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
+from carevault_records.audit_hints import PatientHintMiddleware
 from carevault_records.binaries.router import router as binaries_router
 from carevault_records.binaries.service import BinaryFiles
 from carevault_records.clients.keyservice import KeyserviceClient
 from carevault_records.config import Settings
+from carevault_records.erasure.router import router as erasure_router
+from carevault_records.export.router import router as export_router
 from carevault_records.fhir.outcome import FhirError
+from carevault_records.keys.router import internal_router as patients_router
 from carevault_records.keys.router import router as keys_router
 from carevault_records.keys.service import PatientKeys
 from carevault_records.patient_header import PatientHeaderMiddleware
@@ -55,8 +59,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(mesh_router(app, "api"))
     app.include_router(transactions_router)  # before the generic routes: /fhir/metadata is not a type
     app.include_router(keys_router)  # before the generic routes: $rotate-key is an operation
+    app.include_router(export_router)  # likewise $everything
+    app.include_router(patients_router)
+    app.include_router(erasure_router)
     app.include_router(binaries_router)
     app.include_router(resources_router)
+    app.add_middleware(PatientHintMiddleware)
     app.add_exception_handler(FhirError, _fhir_error)
     return app
 

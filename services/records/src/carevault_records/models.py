@@ -97,3 +97,17 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ErasureTombstone(Base):
+    """A resource erased with its patient (GDPR Art. 17): later reads get 410.
+
+    Holds no id in clear: ``digest`` is SHA-256 over (tenant, type, id), so only
+    someone who already knows an id can learn that it was erased.
+    """
+
+    __tablename__ = "erasure_tombstones"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

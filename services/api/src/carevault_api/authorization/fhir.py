@@ -94,6 +94,10 @@ def parse_path(path: str) -> tuple[str, str | None, bool]:
 
 def touch_of(method: str, path: str, query: list[tuple[str, str]], body: Any, hint: str | None) -> Touch:
     resource_type, resource_id, _ = parse_path(path)
+    parts = [p for p in path.strip("/").split("/") if p]
+    if method == "GET" and len(parts) == 3 and resource_type == "Patient" and parts[2] == "$everything" and resource_id:
+        # The patient's whole record (GDPR Art. 15/20): a read of that patient.
+        return Touch("Patient", "r", resource_id)
     interaction = ("r" if resource_id else "s") if method == "GET" else _INTERACTION.get(method, "r")
     if not is_patient_data(resource_type):
         return Touch(resource_type, interaction, None)

@@ -37,6 +37,7 @@ class Permission(StrEnum):
     ROLES_ASSIGN = "roles.assign"
     AUDIT_READ = "audit.read"
     BREAK_GLASS = "break-glass.recover"
+    PATIENT_ERASE = "patient.erase"
 
 
 class Reach(StrEnum):
@@ -56,6 +57,7 @@ ADMINISTRATIVE: Final[frozenset[Permission]] = frozenset(
         Permission.ROLES_ASSIGN,
         Permission.AUDIT_READ,
         Permission.BREAK_GLASS,
+        Permission.PATIENT_ERASE,
     }
 )
 
@@ -88,6 +90,7 @@ _ROWS: Final[dict[Permission, tuple[Reach, ...]]] = {
     Permission.ROLES_ASSIGN: (_, _, _, T, P, _, _),
     Permission.AUDIT_READ: (_, _, _, T, P, _, P),
     Permission.BREAK_GLASS: (_, _, _, _, _, P, _),
+    Permission.PATIENT_ERASE: (_, _, _, T, _, _, _),
 }
 
 MATRIX: Final[dict[Permission, dict[Role, Reach]]] = {

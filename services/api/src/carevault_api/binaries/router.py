@@ -1,5 +1,6 @@
 """``/fhir/Binary``: raw file content in and out (create, update, read, vread).
-Search, history and delete of Binary go to records like any other type."""
+Search, history and delete of Binary go to records like any other type. Each
+route is audited as the FHIR relay audits (carevault_api.audit.relay.audited)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
+from carevault_api.audit.relay import audited
 from carevault_api.auth.principal import Principal
 from carevault_api.authorization.fhir import Access, FhirAuthorizer, touch_of
 from carevault_api.binaries.service import BinaryService, Upload, parse_json_binary, patient_reference
@@ -62,9 +64,12 @@ async def _upload(request: Request, security_context: str | None) -> Upload:
 
 @router.post("")
 async def create_binary(request: Request, principal: PrincipalDep, x_security_context: Annotated[str | None, Header()] = None) -> Response:
-    upload = await _upload(request, x_security_context)
-    headers, _ = await _authorized(request, principal, "Binary", upload.patient)
-    return await _service(request).write(headers, upload, None)
+    async def handle() -> Response:
+        upload = await _upload(request, x_security_context)
+        headers, _ = await _authorized(request, principal, "Binary", upload.patient)
+        return await _service(request).write(headers, upload, None)
+
+    return await audited(request, principal, handle)
 
 
 @router.put("/{binary_id}")
@@ -75,27 +80,33 @@ async def update_binary(
     x_security_context: Annotated[str | None, Header()] = None,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    upload = await _upload(request, x_security_context)
-    headers, _ = await _authorized(request, principal, f"Binary/{binary_id}", upload.patient)
-    return await _service(request).write(headers, upload, binary_id, if_match)
+    async def handle() -> Response:
+        upload = await _upload(request, x_security_context)
+        headers, _ = await _authorized(request, principal, f"Binary/{binary_id}", upload.patient)
+        return await _service(request).write(headers, upload, binary_id, if_match)
+
+    return await audited(request, principal, handle)
 
 
 async def _read(request: Request, principal: PrincipalDep, binary_id: str, version_id: str | None, format_: str | None) -> Response:
-    headers, access = await _authorized(request, principal, f"Binary/{binary_id}", None)
-    authorizer: FhirAuthorizer = request.app.state.fhir_authorizer
+    async def handle() -> Response:
+        headers, access = await _authorized(request, principal, f"Binary/{binary_id}", None)
+        authorizer: FhirAuthorizer = request.app.state.fhir_authorizer
 
-    async def check_patient(reported: str | None) -> None:
-        await authorizer.check_reported(principal, access, 200, reported)
+        async def check_patient(reported: str | None) -> None:
+            await authorizer.check_reported(principal, access, 200, reported)
 
-    return await _service(request).read(
-        headers,
-        binary_id,
-        version_id,
-        accept=request.headers.get("accept"),
-        format_param=format_,
-        byte_range=request.headers.get("range"),
-        check_patient=check_patient if access.post_check is not None else None,
-    )
+        return await _service(request).read(
+            headers,
+            binary_id,
+            version_id,
+            accept=request.headers.get("accept"),
+            format_param=format_,
+            byte_range=request.headers.get("range"),
+            check_patient=check_patient if access.post_check is not None else None,
+        )
+
+    return await audited(request, principal, handle)
 
 
 @router.get("/{binary_id}")

@@ -5,11 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from carevault_common.clients import ServiceClient
+from carevault_api.audit.hints import note_patients
+from carevault_common.clients import ServiceClient, ServiceResponse
 from carevault_common.errors import problem_from_peer
 
 
 class RecordsClient(ServiceClient):
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+    ) -> ServiceResponse:
+        """Every call, noting for the audit trail which patients records says it reached for."""
+        resp = await super().request(method, path, json=json, content=content, headers=headers, params=params)
+        note_patients(resp.headers)
+        return resp
+
     async def prepare_content(self, headers: Mapping[str, str], patient: str, binary_id: str | None) -> dict[str, Any]:
         """A new blob id, its file key (a secret) and the content extension for a
         Binary of ``patient``, after records checked the patient key."""
@@ -31,3 +47,27 @@ class RecordsClient(ServiceClient):
             raise problem_from_peer(resp.status, resp.body, self.peer)
         result: dict[str, Any] = resp.json()
         return result, resp.headers.get("x-carevault-patient")
+
+    # -- audit and erasure ---------------------------------------------------------------
+
+    @staticmethod
+    def _caller(tenant: str, principal: str) -> dict[str, str]:
+        return {"x-carevault-tenant": tenant, "x-carevault-principal": principal}
+
+    async def verify_patient_key(self, *, tenant: str, principal: str, patient_id: str, patient_key: str) -> None:
+        """Returns if the key opens the patient's data; raises records' problem otherwise."""
+        resp = await self.request(
+            "POST", f"/_patients/{patient_id}/verify-key", headers=self._caller(tenant, principal) | {"x-patient-key": patient_key}
+        )
+        if resp.status != 204:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+
+    async def erase_patient(self, *, tenant: str, principal: str, patient_id: str, patient_key: str | None) -> dict[str, Any]:
+        """Erase every record, key material and escrow of the patient (records asks
+        keyservice); with the patient key, the answer lists the patient's blobs."""
+        headers = self._caller(tenant, principal) | ({"x-patient-key": patient_key} if patient_key else {})
+        resp = await self.request("POST", f"/_patients/{patient_id}/erase", headers=headers)
+        if not resp.ok:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+        answer: dict[str, Any] = resp.json()
+        return answer

@@ -19,6 +19,7 @@ from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import FileKey
 from carevault_crypto.export import file_key_to_transport
 from carevault_records.binaries.content import BinaryContent, InvalidBinaryContent, key_binding, read_content, unwrap_file_key
+from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure, ResourceGone
 from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources import codec, repository
@@ -51,6 +52,7 @@ class BinaryFiles:
         if binary_id is not None:
             head = await repository.get_head(keyrings.session, keyrings.tenant, "Binary", binary_id)
             if head is None:
+                await refuse_if_erased(keyrings.session, keyrings.tenant, "Binary", binary_id)
                 raise NotFound(f"Binary/{binary_id} does not exist; create it with POST (ids are assigned by the server).")
             if head.patient_id != patient_id:
                 raise ProblemError("A resource cannot move to another patient.", status=422, code="patient-change")
@@ -64,6 +66,7 @@ class BinaryFiles:
         session, tenant = keyrings.session, keyrings.tenant
         head = await repository.get_head(session, tenant, "Binary", binary_id)
         if head is None:
+            await refuse_if_erased(session, tenant, "Binary", binary_id)
             raise NotFound(f"Binary/{binary_id} does not exist.")
         if version_id is None and head.deleted:
             raise ResourceGone(f"Binary/{binary_id} was deleted.")

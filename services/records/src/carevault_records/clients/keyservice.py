@@ -1,4 +1,4 @@
-"""records' typed client for keyservice: escrow of patient keys, nothing else."""
+"""records' typed client for keyservice: escrow of patient keys (and its erasure), nothing else."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ class KeyserviceClient(ServiceClient):
             raise ServiceUnavailable("keyservice did not answer.")
         self._keyset, self._keyset_at = resp.json()["keyset"], time.monotonic()
         return self._keyset
+
+    async def forget(self, *, tenant: str, patient_id: str) -> int:
+        """Delete every escrow package of the patient (erasure); returns how many went."""
+        resp = await self.request("POST", "/escrow/patients/erase", json={"tenant": tenant, "patient_id": patient_id})
+        if not resp.ok:
+            raise ServiceUnavailable("Escrow erasure failed; nothing was erased.")
+        deleted: int = resp.json()["deleted"]
+        return deleted

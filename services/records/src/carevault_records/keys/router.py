@@ -1,5 +1,5 @@
 """``POST /fhir/Patient/{id}/$rotate-key``: replace a patient's key without
-re-encrypting any body (FHIR operation; api only)."""
+re-encrypting any body (FHIR operation; api only); ``POST /_patients/{id}/verify-key``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from carevault_records.deps import CallerDep, PatientKeyDep, SessionDep
 from carevault_records.errors import InvalidPatientKey, PatientKeyRequired, PatientOutOfScope
 
 router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))])
+# Mesh-internal (not under /fhir: api's FHIR forwarder cannot reach it).
+internal_router = APIRouter(prefix="/_patients", dependencies=[Depends(require_callers("api"))])
 
 
 def _new_key(parameters: Any) -> PatientKey:
@@ -47,3 +49,13 @@ async def rotate_key(patient_id: str, request: Request, session: SessionDep, cal
     version = await request.app.state.resources.keys.rotate(session, caller.tenant, patient_id, key, new_key)
     body = {"resourceType": "Parameters", "parameter": [{"name": "keyVersion", "valueInteger": version}]}
     return Response(orjson.dumps(body), media_type=FHIR_MEDIA_TYPE)
+
+
+@internal_router.post("/{patient_id}/verify-key")
+async def verify_key(patient_id: str, request: Request, session: SessionDep, caller: CallerDep, key: PatientKeyDep) -> Response:
+    """204 if the X-Patient-Key opens this patient's data (api's check before it shows
+    a patient who accessed their records); the usual 401/403/410/422 otherwise."""
+    if key is None:
+        raise PatientKeyRequired()
+    await request.app.state.resources.keys.unlock(session, caller.tenant, patient_id, key)
+    return Response(status_code=204)

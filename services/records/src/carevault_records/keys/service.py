@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_crypto import DecryptionError, PatientContext, PatientKey, PatientKeyring, create_verifier, verify_patient_key
+from carevault_records.audit_hints import note_patient
 from carevault_records.clients.keyservice import KeyserviceClient
+from carevault_records.erasure import repository as erasure
 from carevault_records.errors import (
     INTEGRITY_FAILURES,
     IntegrityFailure,
+    PatientErased,
     PatientKeyRequired,
     PatientOutOfScope,
     UnknownPatient,
@@ -48,8 +51,11 @@ class PatientKeys:
         return keyring
 
     async def unlock(self, session: AsyncSession, tenant: str, patient_id: str, key: PatientKey) -> PatientKeyring:
+        note_patient(patient_id)
         patient = await repository.get_patient(session, tenant, patient_id)
         if patient is None:
+            if await erasure.is_erased(session, tenant, "Patient", patient_id):
+                raise PatientErased()
             raise UnknownPatient()
         context = PatientContext(tenant, patient_id)
         if not verify_patient_key(key, context, patient.verifier):
@@ -120,6 +126,7 @@ class RequestKeyrings:
         return self.key
 
     async def register(self, patient_id: str) -> PatientKeyring:
+        note_patient(patient_id)
         self._registered.add(patient_id)
         self.admit(patient_id)
         keyring = await self.keys.register(self.session, self.tenant, patient_id, self._require_key())

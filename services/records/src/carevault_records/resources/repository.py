@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Select, and_, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_records.models import Resource, ResourceVersion, SearchToken
@@ -75,26 +75,27 @@ async def get_version(session: AsyncSession, tenant: str, resource_type: str, re
     return _version(row) if row is not None else None
 
 
+def _current_versions() -> Select[ResourceVersion]:
+    """Versions joined to their head: the current one of each resource."""
+    return select(ResourceVersion).join(
+        Resource,
+        and_(
+            Resource.tenant == ResourceVersion.tenant,
+            Resource.resource_type == ResourceVersion.resource_type,
+            Resource.id == ResourceVersion.id,
+            Resource.version_id == ResourceVersion.version_id,
+        ),
+    )
+
+
 async def get_current_versions(session: AsyncSession, tenant: str, keys: Sequence[tuple[str, str]]) -> list[VersionRow]:
     """Current, non-deleted versions of (type, id) pairs, in the order given."""
     if not keys:
         return []
-    query = (
-        select(ResourceVersion)
-        .join(
-            Resource,
-            and_(
-                Resource.tenant == ResourceVersion.tenant,
-                Resource.resource_type == ResourceVersion.resource_type,
-                Resource.id == ResourceVersion.id,
-                Resource.version_id == ResourceVersion.version_id,
-            ),
-        )
-        .where(
-            ResourceVersion.tenant == tenant,
-            tuple_(ResourceVersion.resource_type, ResourceVersion.id).in_(list(keys)),
-            Resource.deleted.is_(False),
-        )
+    query = _current_versions().where(
+        ResourceVersion.tenant == tenant,
+        tuple_(ResourceVersion.resource_type, ResourceVersion.id).in_(list(keys)),
+        Resource.deleted.is_(False),
     )
     rows = {(v.resource_type, v.id): v for v in map(_version, (await session.execute(query)).scalars())}
     return [rows[key] for key in keys if key in rows]
@@ -254,3 +255,31 @@ async def count_heads(session: AsyncSession, tenant: str, resource_type: str, pa
     if patient_id is not None:
         query = query.where(Resource.patient_id == patient_id)
     return int((await session.execute(query)).scalar_one())
+
+
+async def patient_page(session: AsyncSession, tenant: str, patient_id: str, after: tuple[str, str] | None, limit: int) -> list[VersionRow]:
+    """Current, non-deleted versions of the patient's records other than the Patient
+    itself, in (type, id) order, keyset-paged (``$everything``)."""
+    query = _current_versions().where(
+        Resource.tenant == tenant,
+        Resource.patient_id == patient_id,
+        Resource.resource_type != "Patient",
+        Resource.deleted.is_(False),
+    )
+    if after is not None:
+        query = query.where(tuple_(Resource.resource_type, Resource.id) > tuple_(*after))
+    rows = await session.execute(query.order_by(Resource.resource_type, Resource.id).limit(limit))
+    return [_version(row) for row in rows.scalars()]
+
+
+async def patient_versions_of_type(session: AsyncSession, tenant: str, patient_id: str, resource_type: str) -> list[VersionRow]:
+    """Every stored (non-deletion) version of the patient's resources of one type (erasure)."""
+    rows = await session.execute(
+        select(ResourceVersion).where(
+            ResourceVersion.tenant == tenant,
+            ResourceVersion.patient_id == patient_id,
+            ResourceVersion.resource_type == resource_type,
+            ResourceVersion.deleted.is_(False),
+        )
+    )
+    return [_version(row) for row in rows.scalars()]

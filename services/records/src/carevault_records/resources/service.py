@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
+from carevault_records.audit_hints import note_patient
 from carevault_records.binaries.content import check_content
+from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
@@ -73,6 +75,8 @@ class ResourceService:
         """The keyring that protects ``resource_type`` of ``patient_id``; None for directory data."""
         if not is_patient_data(resource_type):
             return None
+        if patient_id is not None:
+            note_patient(patient_id)
         if keyrings.key is None:
             raise PatientKeyRequired()
         if patient_id is None:
@@ -119,6 +123,7 @@ class ResourceService:
             raise ProblemError("The resource id must equal the id in the URL.", code="id-mismatch")
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
+            await refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist; create it with POST (ids are assigned by the server).")
         expected = parse_etag(if_match)
         if expected is not None and expected != head.version_id:
@@ -142,6 +147,7 @@ class ResourceService:
         session, tenant = keyrings.session, keyrings.tenant
         head = await repository.get_head(session, tenant, resource_type, resource_id, for_update=True)
         if head is None:
+            await refuse_if_erased(session, tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         if head.deleted:
             return  # deleting twice changes nothing (FHIR: idempotent)
@@ -158,6 +164,7 @@ class ResourceService:
     async def _head(keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Head:
         head = await repository.get_head(keyrings.session, keyrings.tenant, resource_type, resource_id)
         if head is None:
+            await refuse_if_erased(keyrings.session, keyrings.tenant, resource_type, resource_id)
             raise NotFound(f"{resource_type}/{resource_id} does not exist.")
         return head
 

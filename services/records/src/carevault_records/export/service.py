@@ -1,0 +1,94 @@
+"""``Patient/{id}/$everything`` (GDPR Art. 15 and 20): every current record of one
+patient, streamed as a FHIR searchset Bundle in bounded memory.
+
+The Patient comes first (mode ``match``), then the patient's records in (type, id)
+order, read a page at a time and written as they are decrypted, then the
+directory resources they reference (Practitioner, Organization...: mode
+``include``), so that the Bundle loads as a transaction into another tenant or
+another FHIR server (docs/audit.md shows how). Binary resources of the patient,
+when they exist, are records like the others: the Bundle carries them as
+references to their content, not the file bytes.
+
+The key is checked before the first byte (a wrong key is a 403, not a truncated
+body). The body is read in one transaction of its own; on PostgreSQL it is
+REPEATABLE READ, so the Bundle is one consistent snapshot. An integrity failure
+halfway cuts the stream: the client gets invalid JSON, never a partial Bundle that
+parses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carevault_common.db import session_scope
+from carevault_crypto import PatientKeyring
+from carevault_records.fhir.bundles import reference_sites
+from carevault_records.fhir.compartment import is_directory
+from carevault_records.keys.service import RequestKeyrings
+from carevault_records.resources import codec, repository
+from carevault_records.resources.service import ResourceService
+
+logger = logging.getLogger("carevault.records.export")
+
+PAGE_SIZE = 200
+
+
+async def open_export(resources: ResourceService, keyrings: RequestKeyrings, patient_id: str) -> PatientKeyring:
+    """Check that the patient exists (404, 410) and the key (401, 403), as a read of
+    the Patient does, before anything is streamed."""
+    await resources.read(keyrings, "Patient", patient_id)
+    return await keyrings.unlock(patient_id)
+
+
+async def everything(
+    sessions: async_sessionmaker[AsyncSession], tenant: str, patient_id: str, keyring: PatientKeyring, base: str
+) -> AsyncIterator[bytes]:
+    async with session_scope(sessions) as session:
+        assert session.bind is not None
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        yield b'{"resourceType":"Bundle","type":"searchset","timestamp":"' + stamp.encode() + b'","entry":['
+        count, referenced = 0, set[tuple[str, str]]()
+
+        def entry(resource: dict[str, Any], mode: str) -> bytes:
+            body = {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}", "resource": resource, "search": {"mode": mode}}
+            return (b"," if count else b"") + orjson.dumps(body)
+
+        patient = await repository.get_current_versions(session, tenant, [("Patient", patient_id)])
+        for stored in patient:
+            yield entry(codec.decode_version(tenant, stored, keyring), "match")
+            count += 1
+        after: tuple[str, str] | None = None
+        while True:
+            page = await repository.patient_page(session, tenant, patient_id, after, PAGE_SIZE)
+            for stored in page:
+                resource = codec.decode_version(tenant, stored, keyring)
+                referenced |= _directory_references(resource)
+                yield entry(resource, "match")
+                count += 1
+            if len(page) < PAGE_SIZE:
+                break
+            after = (page[-1].resource_type, page[-1].id)
+        wanted = sorted(referenced)
+        for start in range(0, len(wanted), PAGE_SIZE):
+            for stored in await repository.get_current_versions(session, tenant, wanted[start : start + PAGE_SIZE]):
+                yield entry(codec.decode_version(tenant, stored, None), "include")
+                count += 1
+        yield b'],"total":' + str(count).encode() + b"}"
+    logger.info("export streamed", extra={"entries": count})
+
+
+def _directory_references(resource: dict[str, Any]) -> set[tuple[str, str]]:
+    found = set()
+    for _, _, value, _ in reference_sites(resource, ""):
+        parts = value.split("/")
+        if len(parts) == 2 and is_directory(parts[0]) and parts[1]:
+            found.add((parts[0], parts[1]))
+    return found

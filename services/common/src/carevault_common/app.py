@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -25,6 +26,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_TIMEOUT_SECONDS = 2.0
+READINESS_CACHE_SECONDS = 1.0
 
 
 def bootstrap(service: str, settings: ServiceSettings) -> None:
@@ -65,9 +67,31 @@ async def _run_check(check: ReadinessCheck) -> bool:
 
 
 async def readiness(app: FastAPI) -> dict[str, bool]:
-    checks: list[tuple[str, ReadinessCheck]] = app.state.readiness_checks
-    results = await asyncio.gather(*(_run_check(check) for _, check in checks))
-    return {name: ok for (name, _), ok in zip(checks, results, strict=True)}
+    """Every check, at most once per READINESS_CACHE_SECONDS: a probe or a health
+    check through the gateway fans out to every service and database, and asking
+    them all on every call made readiness itself the bottleneck under load."""
+    fresh = _fresh_readiness(app)
+    if fresh is not None:
+        return fresh
+    lock: asyncio.Lock | None = getattr(app.state, "readiness_lock", None)
+    if lock is None:
+        lock = app.state.readiness_lock = asyncio.Lock()
+    async with lock:
+        fresh = _fresh_readiness(app)  # another request may have asked meanwhile
+        if fresh is not None:
+            return fresh
+        checks: list[tuple[str, ReadinessCheck]] = app.state.readiness_checks
+        results = await asyncio.gather(*(_run_check(check) for _, check in checks))
+        answer = {name: ok for (name, _), ok in zip(checks, results, strict=True)}
+        app.state.readiness_cache = (time.monotonic(), answer)
+        return answer
+
+
+def _fresh_readiness(app: FastAPI) -> dict[str, bool] | None:
+    cached: tuple[float, dict[str, bool]] | None = getattr(app.state, "readiness_cache", None)
+    if cached is not None and time.monotonic() - cached[0] < READINESS_CACHE_SECONDS:
+        return cached[1]
+    return None
 
 
 def build_management_app(app: FastAPI) -> FastAPI:

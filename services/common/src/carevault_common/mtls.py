@@ -9,7 +9,7 @@ scope) and each router declares which identities may call it.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,12 @@ def caller_identity(request: Request) -> str | None:
     return identity if isinstance(identity, str) else None
 
 
-def require_callers(*services: str) -> Callable[[Request], str]:
+def require_callers(*services: str) -> Callable[[Request], Awaitable[str]]:
     """A dependency that admits only the named services; use it on a router."""
     allowed = frozenset(service_identity(s) for s in services)
 
-    def check(request: Request) -> str:
+    # async: a plain def dependency would run in FastAPI's thread pool on every request.
+    async def check(request: Request) -> str:
         identity = caller_identity(request)
         if identity not in allowed:
             raise CallerNotAllowed("This service does not accept calls from this caller on this endpoint.")

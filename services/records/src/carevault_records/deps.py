@@ -33,7 +33,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_caller(
+async def get_caller(
     x_carevault_tenant: Annotated[str | None, Header()] = None,
     x_carevault_principal: Annotated[str | None, Header()] = None,
     x_carevault_base_url: Annotated[str | None, Header()] = None,
@@ -47,7 +47,7 @@ def get_caller(
     return Caller(x_carevault_tenant, x_carevault_principal, (x_carevault_base_url or "/fhir").rstrip("/"), scope)
 
 
-def get_patient_key(x_patient_key: Annotated[str | None, Header()] = None) -> PatientKey | None:
+async def get_patient_key(x_patient_key: Annotated[str | None, Header()] = None) -> PatientKey | None:
     if x_patient_key is None:
         return None
     try:
@@ -56,14 +56,14 @@ def get_patient_key(x_patient_key: Annotated[str | None, Header()] = None) -> Pa
         raise InvalidPatientKey() from None
 
 
-def get_resources(request: Request) -> ResourceService:
+async def get_resources(request: Request) -> ResourceService:
     service: ResourceService = request.app.state.resources
     return service
 
 
 # scope="function": commit before the response leaves, so a 2xx means the write is durable
 # (the default scope would commit after the response is sent).
-def get_keyrings(
+async def get_keyrings(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session, scope="function")],
     caller: Annotated[Caller, Depends(get_caller)],

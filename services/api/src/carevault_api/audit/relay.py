@@ -131,6 +131,18 @@ async def relay(request: Request, principal: Principal, headers: dict[str, str],
     trail = trail_of(request)
     interaction = classify(request.method, path or request.url.path, request.query_params)
     actor = Actor.of(principal, purpose_of(request))
+    await _attempt(trail, actor, interaction)
+    answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
+    try:
+        await _outcome(trail, actor, interaction, answer.status, answer.headers, patients_in(answer.internal))
+    except BaseException:
+        answer.discard()
+        raise
+    return answer.response()
+
+
+async def _attempt(trail: AuditTrail, actor: Actor, interaction: Interaction) -> None:
+    """A write is recorded as attempted before records is asked (fail closed)."""
     if interaction.writes:
         await trail.append(
             interaction.event + ".attempt",
@@ -140,13 +152,6 @@ async def relay(request: Request, principal: Principal, headers: dict[str, str],
             resource_id=interaction.resource_id,
             details=interaction.details,
         )
-    answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
-    try:
-        await _outcome(trail, actor, interaction, answer.status, answer.headers, patients_in(answer.internal))
-    except BaseException:
-        answer.discard()
-        raise
-    return answer.response()
 
 
 async def _outcome(
@@ -177,15 +182,7 @@ async def audited(request: Request, principal: Principal, handle: Callable[[], A
     trail = trail_of(request)
     interaction = classify(request.method, path or request.url.path, request.query_params)
     actor = Actor.of(principal, purpose_of(request))
-    if interaction.writes:
-        await trail.append(
-            interaction.event + ".attempt",
-            actor,
-            outcome=None,
-            resource_type=interaction.resource_type,
-            resource_id=interaction.resource_id,
-            details=interaction.details,
-        )
+    await _attempt(trail, actor, interaction)
     seen: set[str] = set()
     token = patients_seen.set(seen)
     try:

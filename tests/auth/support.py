@@ -117,10 +117,17 @@ async def backend_session(mesh: RunningMesh, client_id: str, private_jwk: dict[s
 
 
 async def authorize(
-    mesh: RunningMesh, tenant: str, username: str, password: str, otp: str = "", scope: str = "patient/*.cruds offline_access"
+    mesh: RunningMesh,
+    tenant: str,
+    username: str,
+    password: str,
+    otp: str = "",
+    scope: str = "patient/*.cruds offline_access",
+    webauthn: str = "",
 ) -> tuple[httpx.Response, AsyncOAuth2Client, str, DpopKey]:
-    """The authorize step as a browser does it: load the form, submit it. Returns the
-    redirect response, the authlib client and the PKCE verifier."""
+    """The authorize step as a browser does it: load the form, submit it (``webauthn``:
+    an assertion, as an app fills that field). Returns the redirect response, the
+    authlib client and the PKCE verifier."""
     gateway = mesh.layout.gateway_url
     verifier = secrets.token_urlsafe(48)
     client = AsyncOAuth2Client(
@@ -132,15 +139,23 @@ async def authorize(
         assert page.status_code == 200, page.text
         fields = {unescape(k): unescape(v) for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)}
         form = fields | {"tenant": tenant, "username": username, "password": password, "otp": otp, "decision": "allow"}
+        if webauthn:
+            form["webauthn"] = webauthn
         answer = await http.post("/oauth2/authorize", data=form)
     return answer, client, verifier, DpopKey()
 
 
 async def user_session(
-    mesh: RunningMesh, tenant: str, username: str, password: str, otp: str = "", scope: str = "patient/*.cruds offline_access"
+    mesh: RunningMesh,
+    tenant: str,
+    username: str,
+    password: str,
+    otp: str = "",
+    scope: str = "patient/*.cruds offline_access",
+    webauthn: str = "",
 ) -> Session:
     """Authorization code + PKCE (authlib) with a DPoP-bound token."""
-    answer, client, verifier, dpop = await authorize(mesh, tenant, username, password, otp, scope)
+    answer, client, verifier, dpop = await authorize(mesh, tenant, username, password, otp, scope, webauthn)
     assert answer.status_code == 302, answer.text
     location = answer.headers["location"]
     assert "code=" in location, location

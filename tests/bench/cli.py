@@ -150,6 +150,7 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         profile_dir=args.profile.resolve() if args.profile else None,
         profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
         named=frozenset(args.only or ()),
+        mesh=stack.mesh,
     )
     ctx.casualty = lambda: _casualty(stack)
     if args.wait_quiet > 0:

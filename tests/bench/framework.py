@@ -232,6 +232,9 @@ class BenchContext:
     casualty: Callable[[], str | None] = lambda: None
     # Called just before each measurement (``--wait-quiet``: let other work on a shared machine pass).
     settle: Callable[[], Awaitable[None]] | None = None
+    # The running mesh (tests.support.RunningMesh): its seeded administrator lets a scenario
+    # create users and sign them in (auth-overhead).
+    mesh: Any = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
     @property

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
@@ -50,6 +51,12 @@ class Settings(ServiceSettings, DatabaseSettings):
     # Every replica reloads the list of revoked access tokens this often: a revocation
     # made through one replica applies on all of them within this bound (seconds).
     revocation_refresh_seconds: float = 5.0
+    # WebAuthn (an optional second factor): the relying-party id credentials are scoped to
+    # (default: the host of public_url) and the origins an assertion may come from
+    # (default: public_url; a native app adds its own, e.g. android:apk-key-hash:...).
+    webauthn_rp_id: str = ""
+    webauthn_origins: list[str] = []
+    webauthn_rp_name: str = "carevault"
 
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
@@ -84,6 +91,10 @@ class Settings(ServiceSettings, DatabaseSettings):
         if self.is_production_like and not self.public_url.startswith("https://"):
             raise ValueError("public_url must be https")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        if not self.webauthn_rp_id:
+            object.__setattr__(self, "webauthn_rp_id", urlsplit(self.public_url).hostname or "")
+        if not self.webauthn_origins:
+            object.__setattr__(self, "webauthn_origins", [self.public_url])
         return self
 
     @model_validator(mode="after")

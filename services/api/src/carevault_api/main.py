@@ -23,6 +23,7 @@ from carevault_api.consents.router import router as consent_router
 from carevault_api.erasure.router import router as erasure_router
 from carevault_api.fhir.router import router as fhir_router
 from carevault_api.oauth.router import router as oauth_router
+from carevault_api.webauthn.router import router as webauthn_router
 from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
 from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.mtls import client_context_for, require_callers
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     # come before the FHIR catch-all, which forwards everything else to records.
     app.include_router(oauth_router, dependencies=from_gateway)
     app.include_router(admin_router, dependencies=from_gateway)
+    app.include_router(webauthn_router, dependencies=from_gateway)
     app.include_router(consent_router, dependencies=from_gateway)
     # api's own FHIR routes before the catch-all, which forwards everything else to
     # records. Binary: the generic FHIR routes would send its content to records.

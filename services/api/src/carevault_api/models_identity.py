@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carevault_api.models import Base
@@ -172,3 +172,42 @@ class ConsentRecord(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebAuthnCredential(Base):
+    """A WebAuthn public-key credential (a security key or a platform authenticator)
+    registered by a user as a second factor. ``credential_hash`` is SHA-256 of the
+    credential id, for lookup; ``public_key`` the COSE key (base64url), public by nature;
+    ``sign_count`` the last signature counter seen (a counter that does not move
+    forward betrays a cloned authenticator)."""
+
+    __tablename__ = "webauthn_credentials"
+    __table_args__ = (
+        UniqueConstraint("credential_hash", name="uq_webauthn_credentials_credential_hash"),
+        Index("ix_webauthn_credentials_user", "user_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential_hash: Mapped[str] = mapped_column(String(64))
+    credential_id: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(Text)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    aaguid: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebAuthnChallenge(Base):
+    """An outstanding WebAuthn challenge (SHA-256 of it), used once: ``register`` (bound
+    to the user registering) or ``signin`` (bound to no one: credentials are discoverable)."""
+
+    __tablename__ = "webauthn_challenges"
+    __table_args__ = (Index("ix_webauthn_challenges_expires_at", "expires_at"),)
+
+    challenge_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -75,13 +75,15 @@ async def list_users(session: AsyncSession, grant: Grant) -> list[UserOut]:
     return [user_out(u) for u in await repository.list_users(session, tenant)]
 
 
-async def set_roles(session: AsyncSession, grant: Grant, user_id: str, roles: list[Role]) -> UserOut:
+async def set_roles(session: AsyncSession, grant: Grant, user_id: str, roles: list[Role]) -> tuple[frozenset[str], UserOut]:
+    """(the roles before, the user after)."""
     user = await _user_in_reach(session, grant, user_id)
     wanted = frozenset(roles)
-    _check_roles(grant, wanted | parse_roles(user.roles))
+    before = parse_roles(user.roles)
+    _check_roles(grant, wanted | before)
     await repository.set_roles(session, user.id, format_roles(wanted))
     await session.refresh(user)
-    return user_out(user)
+    return frozenset(r.value for r in before), user_out(user)
 
 
 async def reset_totp(session: AsyncSession, grant: Grant, user_id: str, secrets_: Secrets) -> UserOut:
@@ -91,11 +93,12 @@ async def reset_totp(session: AsyncSession, grant: Grant, user_id: str, secrets_
     return user_out(user, enrolment)
 
 
-async def link_patient(session: AsyncSession, grant: Grant, user_id: str, body: PatientLinkIn) -> None:
+async def link_patient(session: AsyncSession, grant: Grant, user_id: str, body: PatientLinkIn) -> User:
     user = await _user_in_reach(session, grant, user_id)
     if Role.PATIENT not in parse_roles(user.roles):
         raise UnprocessableEntity("Only users with the patient role act for patient records.")
     await repository.link_patient(session, user.id, user.tenant, body.patient_id, body.relation)
+    return user
 
 
 def client_out(client: OAuthClient) -> ClientOut:
@@ -160,8 +163,10 @@ async def list_clients(session: AsyncSession, grant: Grant) -> list[ClientOut]:
     return [client_out(c) for c in await clients.list_clients(session, tenant)]
 
 
-async def disable_client(session: AsyncSession, grant: Grant, client_id: str) -> None:
+async def disable_client(session: AsyncSession, grant: Grant, client_id: str) -> str:
+    """Returns the client's tenant."""
     client = await clients.get_client(session, client_id)
     if client is None or not grant.covers_tenant(client.tenant):
         raise NotFound("No such client.")
     await clients.set_client_disabled(session, client_id, True)
+    return client.tenant

@@ -1,6 +1,9 @@
 """Accounts: argon2id passwords, TOTP second factor (RFC 6238), recovery codes,
 lockout with backoff.
 
+A WebAuthn assertion (:mod:`carevault_api.webauthn.service`) is accepted in place of
+a TOTP code by an account that registered a credential.
+
 A TOTP code is accepted once only (RFC 6238 §5.2): the accepted time step is
 stored and a code of the same or an earlier step is refused. Roles that
 administer or break glass (:data:`SECOND_FACTOR_ROLES`) cannot sign in without
@@ -27,6 +30,9 @@ from carevault_api.accounts import repository
 from carevault_api.auth.principal import SECOND_FACTOR_ROLES, Role
 from carevault_api.models_identity import Tenant, User
 from carevault_api.secrets import TOTP, Secrets
+from carevault_api.webauthn import repository as webauthn
+from carevault_api.webauthn import service as webauthn_service
+from carevault_api.webauthn.service import RelyingParty
 from carevault_common.db import session_scope
 from carevault_common.errors import Conflict, ProblemError, Unauthorized
 from carevault_crypto import DecryptionError
@@ -70,6 +76,7 @@ class Enrolment:
 class SignIn:
     user: User
     second_factor: bool
+    factor: str = "none"  # totp, recovery-code, webauthn or none (for the audit trail)
 
 
 def parse_roles(text: str) -> frozenset[Role]:
@@ -153,63 +160,131 @@ async def enrol_totp(session: AsyncSession, user: User, secrets_: Secrets) -> En
     return Enrolment(secret, uri, codes)
 
 
-async def _check_second_factor(session: AsyncSession, user: User, code: str, secrets_: Secrets) -> bool:
+async def _check_totp(session: AsyncSession, user: User, code: str, secrets_: Secrets) -> str | None:
+    """None if ``code`` is a valid TOTP code not used before (or an unused recovery code),
+    else the reason it is not (for the audit trail)."""
     code = code.strip()
-    if not code or user.totp_secret is None:
-        return False
+    if not code:
+        return "second-factor-missing"
+    if user.totp_secret is None:
+        return "totp-not-enrolled"
     if len(code) == 6 and code.isdigit():
         try:
             secret = secrets_.open(user.totp_secret, purpose=TOTP, owner=user.id)
         except DecryptionError:
             logger.error("a TOTP secret does not open with the configured key", extra={"event": "totp-secret-unreadable"})
-            return False
+            return "totp-unreadable"
         totp = pyotp.TOTP(secret, interval=TOTP_STEP)
         now_step = int(time.time()) // TOTP_STEP
         for step in range(now_step - TOTP_WINDOW, now_step + TOTP_WINDOW + 1):
             if secrets.compare_digest(totp.at(step * TOTP_STEP), code):
                 if secrets_.needs_resealing(user.totp_secret):  # stored before sealing, or under the previous key
                     await repository.set_totp_secret(session, user.id, secrets_.seal(secret, purpose=TOTP, owner=user.id))
-                return await repository.claim_totp_step(session, user.id, step)
-        return False
-    return await repository.use_recovery_code(session, user.id, _hash_code(code), datetime.now(UTC))
+                return None if await repository.claim_totp_step(session, user.id, step) else "totp-reused"
+        return "totp-wrong"
+    if await repository.use_recovery_code(session, user.id, _hash_code(code), datetime.now(UTC)):
+        return None
+    return "recovery-code-wrong"
 
 
-async def sign_in(
-    sessions: async_sessionmaker[AsyncSession], secrets_: Secrets, tenant: str, username: str, password: str, code: str
-) -> SignIn:
-    """Password, then the second factor when enrolled (mandatory for some roles).
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a person typed (or their authenticator produced) on the sign-in form."""
+
+    tenant: str
+    username: str
+    password: str
+    code: str = ""  # a TOTP code or a recovery code
+    webauthn: str = ""  # a WebAuthn assertion (JSON), in place of the code
+
+
+class SignInRefused(Exception):
+    """A refused sign-in: the problem the person sees (which never says what failed), and
+    what the audit trail keeps: the event, a reason code, and the account if it exists."""
+
+    def __init__(self, problem: ProblemError, event: str, reason: str, user: User | None, details: dict[str, str | int] | None = None):
+        super().__init__(reason)
+        self.problem, self.event, self.reason, self.user, self.details = problem, event, reason, user, details or {}
+
+
+async def sign_in(sessions: async_sessionmaker[AsyncSession], secrets_: Secrets, typed: Credentials, rp: RelyingParty) -> SignIn:
+    """Password, then the second factor when enrolled (mandatory for some roles): a TOTP
+    or recovery code, or a WebAuthn assertion.
 
     Runs in its own transaction, committed even when the sign-in fails: failures
-    count towards the lockout and a used TOTP step stays used whatever the
-    request does next. The error never says which part failed."""
+    count towards the lockout, and a used TOTP step, recovery code, WebAuthn challenge
+    or signature counter stays used whatever the request does next. The problem shown
+    never says which part failed; :class:`SignInRefused` tells the audit trail."""
     async with session_scope(sessions) as session:
-        outcome = await _sign_in(session, secrets_, tenant, username, password, code)
-    if isinstance(outcome, ProblemError):
+        outcome = await _sign_in(session, secrets_, typed, rp)
+    if isinstance(outcome, SignInRefused):
         raise outcome
     return outcome
 
 
-async def _sign_in(session: AsyncSession, secrets_: Secrets, tenant: str, username: str, password: str, code: str) -> SignIn | ProblemError:
-    user = await repository.find_user(session, tenant, username)
+def _failed() -> LoginFailed:
+    return LoginFailed("Unknown user, wrong password or wrong code.")
+
+
+async def _sign_in(session: AsyncSession, secrets_: Secrets, typed: Credentials, rp: RelyingParty) -> SignIn | SignInRefused:
+    user = await repository.find_user(session, typed.tenant, typed.username)
     if user is None:
-        await _verify_password(_DUMMY_HASH, password)  # same time as a real check
-        return LoginFailed("Unknown user, wrong password or wrong code.")
+        await _verify_password(_DUMMY_HASH, typed.password)  # same time as a real check
+        return SignInRefused(_failed(), "signin.failure", "unknown-user", None)
     now = datetime.now(UTC)
     if user.locked_until is not None and _aware(user.locked_until) > now:
-        return AccountLocked("Too many failed sign-ins; try again later.", headers={"retry-after": str(LOCK_BASE_SECONDS)})
-    password_ok = await _verify_password(user.password_hash, password)
-    factor_ok = password_ok and await _check_second_factor(session, user, code, secrets_)
+        locked = AccountLocked("Too many failed sign-ins; try again later.", headers={"retry-after": str(LOCK_BASE_SECONDS)})
+        return SignInRefused(locked, "signin.failure", "locked", user)
+    password_ok = await _verify_password(user.password_hash, typed.password)
+    keys = await webauthn.count_of(session, user.id)
     roles = parse_roles(user.roles)
-    needs_factor = bool(roles & SECOND_FACTOR_ROLES) or user.totp_secret is not None
-    if user.disabled or not password_ok or (needs_factor and not factor_ok):
+    needs_factor = bool(roles & SECOND_FACTOR_ROLES) or user.totp_secret is not None or keys > 0
+    factor, factor_problem = None, None
+    if password_ok and not user.disabled and needs_factor:
+        factor, factor_problem = await _second_factor(session, user, typed, secrets_, rp, keys)
+    if user.disabled or not password_ok or factor_problem is not None:
         failures = user.failed_logins + 1
         seconds = lock_seconds(failures)
         await repository.record_failure(session, user.id, failures, now + timedelta(seconds=seconds) if seconds else None)
-        if password_ok and needs_factor and user.totp_secret is None:
-            return SecondFactorRequired("This account must enrol a second factor before it can sign in; ask an administrator.")
-        return LoginFailed("Unknown user, wrong password or wrong code.")
+        details: dict[str, str | int] = {"failures": failures}
+        if seconds:
+            details["locked_seconds"] = seconds
+        if user.disabled:
+            return SignInRefused(_failed(), "signin.failure", "disabled", user, details)
+        if not password_ok:
+            return SignInRefused(_failed(), "signin.failure", "bad-password", user, details)
+        assert factor_problem is not None
+        if user.totp_secret is None and keys == 0:
+            problem: ProblemError = SecondFactorRequired(
+                "This account must enrol a second factor before it can sign in; ask an administrator."
+            )
+            return SignInRefused(problem, "signin.failure", "second-factor-not-enrolled", user, details)
+        return SignInRefused(_failed(), "signin.mfa.failure", factor_problem, user, details | {"factor": _factor_of(typed)})
     await repository.record_success(session, user.id)
-    return SignIn(user, factor_ok)
+    return SignIn(user, factor is not None, factor or "none")
+
+
+def _factor_of(typed: Credentials) -> str:
+    if typed.webauthn:
+        return "webauthn"
+    code = typed.code.strip()
+    return "totp" if len(code) == 6 and code.isdigit() else "recovery-code" if code else "none"
+
+
+async def _second_factor(
+    session: AsyncSession, user: User, typed: Credentials, secrets_: Secrets, rp: RelyingParty, keys: int
+) -> tuple[str | None, str | None]:
+    """(the factor that passed, or None; the reason it did not, or None)."""
+    if typed.webauthn:
+        if keys == 0:
+            return None, "webauthn-not-enrolled"
+        try:
+            await webauthn_service.check_assertion(session, rp, user, typed.webauthn)
+        except webauthn_service.WebAuthnRefused as refused:
+            return None, refused.reason
+        return "webauthn", None
+    problem = await _check_totp(session, user, typed.code, secrets_)
+    return (_factor_of(typed), None) if problem is None else (None, problem)
 
 
 def _aware(value: datetime) -> datetime:

@@ -111,11 +111,16 @@ def _specs() -> dict[str, EventSpec]:
         ("admin.client.create", APPLICATION_ACTIVITY, "an OAuth2 client was registered"),
         ("admin.client.update", APPLICATION_ACTIVITY, "an OAuth2 client was changed (keys, scopes)"),
         ("admin.client.delete", APPLICATION_ACTIVITY, "an OAuth2 client was removed"),
+        ("admin.client.disable", APPLICATION_ACTIVITY, "an OAuth2 client was disabled (its tokens are no longer issued)"),
+        ("admin.user.patient-link", USER_SECURITY_ATTRIBUTES_CHANGED, "an account was linked to a patient record (self or representative)"),
         ("admin.consent.grant", APPLICATION_ACTIVITY, "a consent was recorded"),
         ("admin.consent.revoke", APPLICATION_ACTIVITY, "a consent was withdrawn"),
     ):
         action = "C" if name.endswith((".create", ".grant")) else "D" if name.endswith((".delete", ".revoke")) else "U"
         add(name, "admin", action, type_, None, summary)
+    # A user's own second factors (recorded by the WebAuthn domain through audit.record).
+    add("account.webauthn.register", "admin", "C", USER_SECURITY_ATTRIBUTES_CHANGED, None, "a user registered a WebAuthn credential")
+    add("account.webauthn.remove", "admin", "D", USER_SECURITY_ATTRIBUTES_CHANGED, None, "a user removed a WebAuthn credential")
     # Break-glass (recorded by the break-glass workflow through audit.record).
     add("breakglass.requested", "break-glass", "C", SECURITY_ALERT, EMERGENCY_OVERRIDE_STARTED, "a break-glass request was filed")
     add("breakglass.approved", "break-glass", "U", SECURITY_ALERT, EMERGENCY_OVERRIDE_STARTED, "a break-glass request was approved")

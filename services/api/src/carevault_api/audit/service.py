@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carevault_api.audit import repository
@@ -112,12 +113,37 @@ class AuditTrail:
         ``patient_id`` is stored as its pseudonym only. For a Patient resource the
         id *is* the patient id, so it is stored as that pseudonym too.
         """
+        content = self._content(event, actor, outcome, resource_type, resource_id, patient_id, details)
+        started = time.perf_counter()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((content, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        try:
+            await asyncio.shield(done)
+        except AuditUnavailable:
+            logger.error("audit event not stored", extra={"event": event})
+            raise
+        APPEND_SECONDS.observe(time.perf_counter() - started)
+        EVENTS_RECORDED.labels(event).inc()
+        return content.event_id
+
+    def _content(
+        self,
+        event: str,
+        actor: Actor,
+        outcome: int | None,
+        resource_type: str | None,
+        resource_id: str | None,
+        patient_id: str | None,
+        details: Mapping[str, str | int | bool | list[str]] | None,
+    ) -> EventContent:
         definition = spec(event)
         patient = self.pseudonym(actor.tenant, patient_id) if patient_id else None
         if resource_type == "Patient" and resource_id:
             patient = patient or self.pseudonym(actor.tenant, resource_id)
             resource_id = None
-        content = EventContent(
+        return EventContent(
             event_id=str(uuid.uuid4()),
             recorded_at=datetime.now(UTC),  # replaced under the lock
             tenant=actor.tenant,
@@ -135,17 +161,31 @@ class AuditTrail:
             legal_basis=actor.legal_basis or definition.legal_basis,
             details=canonical_details(dict(details or {})),
         )
-        started = time.perf_counter()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((content, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
+
+    async def append_in(
+        self,
+        session: AsyncSession,
+        event: str,
+        actor: Actor,
+        *,
+        outcome: int | None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        patient_id: str | None = None,
+        details: Mapping[str, str | int | bool | list[str]] | None = None,
+    ) -> str:
+        """Store one event in ``session``'s transaction: it commits, or rolls back, with
+        the act that session carries (an administrative change and its event are one
+        transaction). The chain head stays locked until then. Raises :class:`AuditUnavailable`;
+        the session must then be rolled back (letting the error propagate does that)."""
+        content = self._content(event, actor, outcome, resource_type, resource_id, patient_id, details)
         try:
-            await asyncio.shield(done)
-        except AuditUnavailable:
-            logger.error("audit event not stored", extra={"event": event})
-            raise
-        APPEND_SECONDS.observe(time.perf_counter() - started)
+            head = await repository.lock_head(session, self.lock_timeout_ms)
+            await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=datetime.now(UTC))])
+        except SQLAlchemyError as exc:
+            APPEND_FAILURES.inc()
+            logger.error("audit event not stored", extra={"event": event, "error_type": type(exc).__name__})
+            raise AuditUnavailable("The audit trail is unavailable; nothing was changed. Retry later.") from None
         EVENTS_RECORDED.labels(event).inc()
         return content.event_id
 
@@ -271,6 +311,7 @@ async def record(
     purpose: str | None = None,
     legal_basis: str | None = None,
     details: Mapping[str, str | int | bool | list[str]] | None = None,
+    session: AsyncSession | None = None,
 ) -> str:
     """Record one audit event for the current request; returns its id.
 
@@ -283,6 +324,11 @@ async def record(
 
     Raises :class:`AuditUnavailable` (a 503 problem) if the event cannot be stored:
     let it propagate, so that the act is refused rather than unrecorded.
+
+    ``session``: the request's session when it carries the act's writes. The event then
+    goes into that transaction (:meth:`AuditTrail.append_in`): act and event commit
+    together or not at all. Pass it whenever the session has written (on SQLite the
+    separate writer would otherwise wait for that session's write lock).
     """
     if principal is not None:
         actor = Actor.of(principal, purpose)
@@ -291,6 +337,17 @@ async def record(
         if tenant is None:
             raise ValueError("record() needs a principal or a tenant")
         actor = Actor(tenant, subject, client_id, purpose, legal_basis)
+    if session is not None:
+        return await trail_of(request).append_in(
+            session,
+            event,
+            actor,
+            outcome=outcome,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+            details=details,
+        )
     return await trail_of(request).append(
         event, actor, outcome=outcome, resource_type=resource_type, resource_id=resource_id, patient_id=patient_id, details=details
     )

@@ -30,6 +30,8 @@ from carevault_common.errors import Unauthorized
 from carevault_common.jose import DPOP_MAX_AGE_SECONDS, InvalidDpopProof, InvalidToken, check_binding, looks_like_jwt, verify_dpop_proof
 from carevault_common.replay import ReplayCache
 
+#: Authentication methods (RFC 8176) that mean a second factor passed ("otp": tokens issued before "mfa").
+SECOND_FACTOR_AMR = frozenset({"mfa", "otp"})
 _CHALLENGE = {"www-authenticate": 'Bearer realm="carevault", DPoP realm="carevault" algs="ES256 ES384 EdDSA RS256 PS256"'}
 
 
@@ -86,7 +88,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             roles=roles,
             client_id=str(claims["client_id"]),
             scopes=tuple(scopes),
-            second_factor=kind == Kind.USER and isinstance(amr, list) and "otp" in amr,
+            second_factor=kind == Kind.USER and isinstance(amr, list) and not SECOND_FACTOR_AMR.isdisjoint(amr),
             patient=claims.get("patient") if isinstance(claims.get("patient"), str) else None,
             token_id=str(claims["jti"]),
         )

@@ -17,6 +17,7 @@ from carevault_api.oauth.revocation import build_revocations
 from carevault_api.oauth.service import OAuthService, OAuthSettings
 from carevault_api.secrets import Secrets
 from carevault_api.signing.service import SigningKeys
+from carevault_api.webauthn.service import RelyingParty
 from carevault_common.replay import LocalReplayCache
 
 
@@ -52,6 +53,7 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
     # gateway's cache, shared through Redis, is what makes a proof single-use platform-wide.
     app.state.authenticator = Authenticator(oauth, settings.public_url, LocalReplayCache(), dev)
     app.state.fhir_authorizer = FhirAuthorizer(sessions)
+    app.state.relying_party = RelyingParty(settings.webauthn_rp_id, tuple(settings.webauthn_origins), settings.webauthn_rp_name)
 
 
 async def close_sign_in(app: FastAPI) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from carevault_api import audit
 from carevault_api.auth.principal import Principal
 from carevault_api.auth.scopes import scopes_allow
 from carevault_api.authorization.compartment import patient_from_param
@@ -38,10 +40,35 @@ async def _json(request: Request) -> Any:
         raise ProblemError("The body is not valid JSON.", code="invalid-json") from None
 
 
+async def _record(request: Request, session: AsyncSession, principal: Principal, event: str, outcome: int, consent: dict[str, Any]) -> None:
+    """The audit event of a consent granted or withdrawn, stored before the answer (and
+    before the session commits: if it cannot be stored, the change is rolled back)."""
+    provision = consent["provision"]
+    grantee = provision["actor"][0]["reference"]["identifier"]
+    await audit.record(
+        request,
+        event,
+        session=session,
+        outcome=outcome,
+        principal=principal,
+        resource_type="Consent",
+        resource_id=consent["id"],
+        patient_id=consent["patient"]["reference"].removeprefix("Patient/"),
+        legal_basis=consent["policyRule"]["coding"][0]["code"],
+        details={
+            "grantee_kind": "user" if grantee["system"].endswith("/user") else "client",
+            "grantee": grantee["value"],
+            "purpose": provision["purpose"][0]["code"],
+            "resource_types": [c["code"] for c in provision.get("class", [])] or ["*"],
+        },
+    )
+
+
 @router.post("")
 async def grant(request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     _scoped(principal, "c")
     consent = await service.grant(session, principal, await _json(request))
+    await _record(request, session, principal, "admin.consent.grant", 201, consent)
     response = _fhir(consent, 201)
     response.headers["location"] = f"Consent/{consent['id']}/_history/{consent['meta']['versionId']}"
     return response
@@ -71,11 +98,14 @@ async def read(consent_id: str, principal: PrincipalDep, session: SessionDep) ->
 @router.put("/{consent_id}")
 async def update(consent_id: str, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     _scoped(principal, "u")
-    return _fhir(await service.update(session, principal, consent_id, await _json(request)))
+    consent = await service.update(session, principal, consent_id, await _json(request))
+    await _record(request, session, principal, "admin.consent.revoke", 200, consent)
+    return _fhir(consent)
 
 
 @router.delete("/{consent_id}")
-async def revoke(consent_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
+async def revoke(consent_id: str, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     _scoped(principal, "d")
-    await service.revoke(session, principal, consent_id)
+    consent = await service.revoke(session, principal, consent_id)
+    await _record(request, session, principal, "admin.consent.revoke", 204, consent)
     return Response(status_code=204)

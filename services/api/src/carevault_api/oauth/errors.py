@@ -9,7 +9,9 @@ from carevault_common.errors import ProblemError
 class OAuthError(ProblemError):
     status, code, title = 400, "oauth-error", "OAuth2 request refused"
 
-    def __init__(self, error: str, description: str, *, status: int | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, error: str, description: str, *, status: int | None = None, headers: dict[str, str] | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(
             description,
             status=status or (401 if error == "invalid_client" else 400),
@@ -18,3 +20,5 @@ class OAuthError(ProblemError):
             extensions={"error": error, "error_description": description},
         )
         self.error = error
+        # A finer code than ``error`` for the audit trail (``assertion-replayed``, ``pkce-failed``...).
+        self.reason = reason or error.replace("_", "-")

@@ -28,6 +28,7 @@ def sign_in_page(request: AuthorizationRequest, params: Mapping[str, str], messa
 <p><label>Username <input name="username" required autocomplete="username"></label></p>
 <p><label>Password <input name="password" type="password" required autocomplete="current-password"></label></p>
 <p><label>Authenticator code or recovery code <input name="otp" autocomplete="one-time-code"></label></p>
+<input type="hidden" name="webauthn" value="">
 <p><button name="decision" value="allow">Sign in and allow</button> <button name="decision" value="deny">Deny</button></p>
 </form>
 </body></html>"""

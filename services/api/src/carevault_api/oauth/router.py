@@ -8,14 +8,15 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from carevault_api.accounts.service import sign_in
+from carevault_api.accounts.service import Credentials, SignInRefused, sign_in
 from carevault_api.deps import SessionDep
+from carevault_api.oauth import events as signin_events
 from carevault_api.oauth import metadata
 from carevault_api.oauth.errors import OAuthError
 from carevault_api.oauth.pages import error_page, sign_in_page
-from carevault_api.oauth.service import AuthorizeError, OAuthService
+from carevault_api.oauth.service import AuthorizeError, OAuthService, TokenTrace
+from carevault_api.webauthn import service as webauthn_service
 from carevault_common.app import json_response
-from carevault_common.errors import ProblemError
 
 router = APIRouter()
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -69,13 +70,26 @@ async def jwks(request: Request) -> Response:
 
 @router.post("/oauth2/token")
 async def token(request: Request) -> Response:
-    body = await _oauth(request).token(await _form(request), request.headers.get("dpop"))
+    trace = TokenTrace()
+    try:
+        body = await _oauth(request).token(await _form(request), request.headers.get("dpop"), trace)
+    except OAuthError as exc:
+        await signin_events.token_refused(request, trace, exc)
+        raise
+    # Stored before the token leaves: an issued token is never unrecorded.
+    await signin_events.token_issued(request, trace)
     return Response(_dumps(body), media_type="application/json", headers=NO_STORE)
 
 
 @router.post("/oauth2/revoke")
 async def revoke(request: Request) -> Response:
-    await _oauth(request).revoke(await _form(request))
+    trace = TokenTrace()
+    try:
+        await _oauth(request).revoke(await _form(request), trace)
+    except OAuthError as exc:
+        await signin_events.token_refused(request, trace, exc)
+        raise
+    await signin_events.token_revoked(request, trace)
     return Response(status_code=200, headers=NO_STORE)
 
 
@@ -113,24 +127,32 @@ async def authorize_submit(request: Request, session: SessionDep) -> Response:
         checked = await oauth.check_authorization_request(session, form)
         if form.get("decision") != "allow":
             raise AuthorizeError(checked.redirect_uri, "access_denied", "The user denied the request.", checked.state)
+        typed = Credentials(
+            form.get("tenant", ""), form.get("username", ""), form.get("password", ""), form.get("otp", ""), form.get("webauthn", "")
+        )
         try:
-            signed_in = await sign_in(
-                request.app.state.sessions,
-                request.app.state.secrets,
-                form.get("tenant", ""),
-                form.get("username", ""),
-                form.get("password", ""),
-                form.get("otp", ""),
-            )
-        except ProblemError as exc:
-            return HTMLResponse(sign_in_page(checked, form, exc.detail), status_code=exc.status, headers=NO_STORE | exc.headers)
+            signed_in = await sign_in(request.app.state.sessions, request.app.state.secrets, typed, request.app.state.relying_party)
+        except SignInRefused as refused:
+            await signin_events.refused(request, session, refused, typed.tenant, checked.client.client_id)
+            problem = refused.problem
+            return HTMLResponse(sign_in_page(checked, form, problem.detail), status_code=problem.status, headers=NO_STORE | problem.headers)
         code = await oauth.issue_code(session, checked, signed_in.user, signed_in.second_factor)
+        # Stored before the code leaves; if it cannot be, the code is rolled back with the session.
+        await signin_events.succeeded(request, session, signed_in, checked.client.client_id)
     except OAuthError as exc:
         return HTMLResponse(error_page(exc.detail), status_code=400, headers=NO_STORE)
     except AuthorizeError as exc:
         return _redirect_error(exc, oauth.settings.issuer)
     query = {"code": code, "iss": oauth.settings.issuer} | ({"state": checked.state} if checked.state else {})
     return RedirectResponse(f"{checked.redirect_uri}?{urlencode(query)}", status_code=302, headers=NO_STORE)
+
+
+@router.post("/oauth2/webauthn/options")
+async def webauthn_signin_options(request: Request, session: SessionDep) -> Response:
+    """Request options for a WebAuthn assertion, sent with the sign-in form in place of a
+    TOTP code (field ``webauthn``). Bound to no account: credentials are discoverable."""
+    options = await webauthn_service.signin_options(session, request.app.state.relying_party)
+    return Response(_dumps(options), media_type="application/json", headers=NO_STORE)
 
 
 def _dumps(body: object) -> bytes:

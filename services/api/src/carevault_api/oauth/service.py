@@ -39,10 +39,19 @@ from carevault_api.oauth.jwks_fetch import JwksFetcher
 from carevault_api.oauth.revocation import RevocationList
 from carevault_api.signing.service import SigningKeys
 from carevault_common.db import session_scope
-from carevault_common.jose import DPOP_MAX_AGE_SECONDS, InvalidToken, VerifiedTokens, b64url, verify_access_token, verify_dpop_proof
+from carevault_common.jose import (
+    DPOP_MAX_AGE_SECONDS,
+    InvalidDpopProof,
+    InvalidToken,
+    VerifiedTokens,
+    b64url,
+    verify_access_token,
+    verify_dpop_proof,
+)
 from carevault_common.replay import ReplayCache
 
 CODE_TTL_SECONDS = 60
+GRANTS = frozenset({"client_credentials", "authorization_code", "refresh_token"})
 _CHALLENGE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -80,6 +89,27 @@ class AuthorizationRequest:
     state: str
     code_challenge: str
     dpop_jkt: str | None
+
+
+@dataclass(slots=True)
+class TokenTrace:
+    """What a token or revocation request turned out to be, filled in as it is learnt,
+    for its audit event (:mod:`carevault_api.oauth.events`): never a token, code,
+    assertion or key, only ids and codes."""
+
+    grant: str = ""
+    client_id: str | None = None
+    tenant: str | None = None
+    subject: str | None = None
+    scope: str = ""
+    bound: bool = False  # the token is DPoP-bound
+    family_revoked: bool = False
+    revoked: str = ""  # what a revocation revoked: refresh-family, access-token or nothing
+
+    def client(self, client: OAuthClient) -> None:
+        self.client_id, self.tenant = client.client_id, client.tenant
+        if client.kind == "backend":
+            self.subject = client.client_id
 
 
 class AuthorizeError(Exception):
@@ -137,7 +167,8 @@ class OAuthService:
             "tenant": tenant,
             "kind": kind.value,
             "roles": sorted(r.value for r in roles),
-            "amr": ["pwd", "otp"] if second_factor else (["pwd"] if kind == Kind.USER else ["pop"]),
+            # RFC 8176: "mfa" whichever second factor passed (TOTP, a recovery code or WebAuthn).
+            "amr": ["pwd", "mfa"] if second_factor else (["pwd"] if kind == Kind.USER else ["pop"]),
         }
         if patient is not None:
             claims["patient"] = patient
@@ -164,40 +195,59 @@ class OAuthService:
     async def _dpop_jkt(self, proof: str | None) -> str | None:
         if proof is None:
             return None
-        checked = verify_dpop_proof(proof, method="POST", url=self.settings.token_endpoint)
+        try:
+            checked = verify_dpop_proof(proof, method="POST", url=self.settings.token_endpoint)
+        except InvalidDpopProof as exc:
+            raise OAuthError("invalid_dpop_proof", exc.detail, reason="dpop-invalid") from None
         if not await self.dpop_replay.first_use(f"token:{checked.jti}", DPOP_MAX_AGE_SECONDS * 2):
-            raise OAuthError("invalid_dpop_proof", "This DPoP proof was already used.")
+            raise OAuthError("invalid_dpop_proof", "This DPoP proof was already used.", reason="dpop-replayed")
         return checked.jkt
 
     # -- the token endpoint -----------------------------------------------------------
 
-    async def token(self, form: Mapping[str, str], dpop_proof: str | None) -> dict[str, Any]:
+    async def token(self, form: Mapping[str, str], dpop_proof: str | None, trace: TokenTrace | None = None) -> dict[str, Any]:
+        trace = trace if trace is not None else TokenTrace()
+        grant = form.get("grant_type", "")
+        trace.grant = grant if grant in GRANTS else "unsupported"
         jkt = await self._dpop_jkt(dpop_proof)
         outcome: dict[str, Any] | OAuthError
         async with session_scope(self.sessions) as session:
-            grant = form.get("grant_type")
             if grant == "client_credentials":
-                outcome = await self._client_credentials(session, form, jkt)
+                outcome = await self._client_credentials(session, form, jkt, trace)
             elif grant == "authorization_code":
-                outcome = await self._authorization_code(session, form, jkt)
+                outcome = await self._authorization_code(session, form, jkt, trace)
             elif grant == "refresh_token":
-                outcome = await self._refresh(session, form, jkt)
+                outcome = await self._refresh(session, form, jkt, trace)
             else:
                 raise OAuthError("unsupported_grant_type", "Supported grants: client_credentials, authorization_code, refresh_token.")
         # Raised after the commit: a detected reuse revokes the family for good.
         if isinstance(outcome, OAuthError):
             raise outcome
+        trace.scope, trace.bound = str(outcome.get("scope", "")), outcome.get("token_type") == "DPoP"
         return outcome
 
-    async def _client(self, session: AsyncSession, form: Mapping[str, str], *, public_allowed: bool) -> OAuthClient:
+    async def _client(
+        self, session: AsyncSession, form: Mapping[str, str], *, public_allowed: bool, trace: TokenTrace | None = None
+    ) -> OAuthClient:
         issuer = self.settings.issuer
         audiences = frozenset({issuer, f"{issuer}/oauth2/token", f"{issuer}/oauth2/introspect", f"{issuer}/oauth2/revoke"})
-        return await authenticate_client(
-            session, form, audiences=audiences, markers=self.assertions, public_allowed=public_allowed, fetcher=self.jwks_fetcher
+        client = await authenticate_client(
+            session,
+            form,
+            audiences=audiences,
+            markers=self.assertions,
+            public_allowed=public_allowed,
+            fetcher=self.jwks_fetcher,
+            trace=trace,
         )
+        if trace is not None:
+            trace.client(client)
+        return client
 
-    async def _client_credentials(self, session: AsyncSession, form: Mapping[str, str], jkt: str | None) -> dict[str, Any]:
-        client = await self._client(session, form, public_allowed=False)
+    async def _client_credentials(
+        self, session: AsyncSession, form: Mapping[str, str], jkt: str | None, trace: TokenTrace
+    ) -> dict[str, Any]:
+        client = await self._client(session, form, public_allowed=False, trace=trace)
         requested, _, rejected = parse_scopes(form.get("scope", ""))
         allowed, _, _ = parse_scopes(client.scopes)
         granted = narrow([s for s in requested if s.context == "system"], allowed)
@@ -253,51 +303,69 @@ class OAuthService:
         )
         return token
 
-    async def _authorization_code(self, session: AsyncSession, form: Mapping[str, str], jkt: str | None) -> dict[str, Any] | OAuthError:
-        client = await self._client(session, form, public_allowed=True)
+    async def _authorization_code(
+        self, session: AsyncSession, form: Mapping[str, str], jkt: str | None, trace: TokenTrace
+    ) -> dict[str, Any] | OAuthError:
+        client = await self._client(session, form, public_allowed=True, trace=trace)
         code_value, verifier = form.get("code", ""), form.get("code_verifier", "")
         code, consumed = await repository.take_code(session, token_hash(code_value))
         if code is None or code.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "Unknown authorization code.")
+            raise OAuthError("invalid_grant", "Unknown authorization code.", reason="code-unknown")
+        trace.subject = code.user_id
         if not consumed:
             # A code used twice: the first exchange may have been an attacker's.
             await repository.revoke_family(session, code.code_hash)
-            return OAuthError("invalid_grant", "This authorization code was already used; its tokens are revoked.")
+            trace.family_revoked = True
+            return OAuthError("invalid_grant", "This authorization code was already used; its tokens are revoked.", reason="code-reused")
         if _aware(code.expires_at) < datetime.now(UTC):
-            raise OAuthError("invalid_grant", "The authorization code has expired.")
+            raise OAuthError("invalid_grant", "The authorization code has expired.", reason="code-expired")
         if form.get("redirect_uri") != code.redirect_uri:
-            raise OAuthError("invalid_grant", "redirect_uri must equal the one of the authorization request.")
+            raise OAuthError(
+                "invalid_grant", "redirect_uri must equal the one of the authorization request.", reason="redirect-uri-mismatch"
+            )
         if not 43 <= len(verifier) <= 128 or not secrets.compare_digest(s256(verifier), code.code_challenge):
-            raise OAuthError("invalid_grant", "PKCE verification failed (code_verifier, S256).")
+            raise OAuthError("invalid_grant", "PKCE verification failed (code_verifier, S256).", reason="pkce-failed")
         if client.kind == "app" and jkt is None:
-            raise OAuthError("invalid_dpop_proof", "App clients must send a DPoP proof: their tokens are bound to their key.")
+            raise OAuthError(
+                "invalid_dpop_proof", "App clients must send a DPoP proof: their tokens are bound to their key.", reason="dpop-missing"
+            )
         if code.dpop_jkt is not None and code.dpop_jkt != jkt:
-            raise OAuthError("invalid_dpop_proof", "The DPoP key differs from the one named at authorization.")
+            raise OAuthError("invalid_dpop_proof", "The DPoP key differs from the one named at authorization.", reason="dpop-key-mismatch")
         user = await accounts_repository.get_user(session, code.user_id)
         if user is None or user.disabled:
-            raise OAuthError("invalid_grant", "The user can no longer sign in.")
+            raise OAuthError("invalid_grant", "The user can no longer sign in.", reason="user-disabled")
         response = await self._user_token(session, user, client, code.scope, code.second_factor, code.patient_id, jkt)
         response["refresh_token"] = await self._new_refresh(
             session, code.code_hash, client.client_id, user.id, code.scope, jkt, code.patient_id, code.second_factor
         )
         return response
 
-    async def _refresh(self, session: AsyncSession, form: Mapping[str, str], jkt: str | None) -> dict[str, Any] | OAuthError:
-        client = await self._client(session, form, public_allowed=True)
+    async def _refresh(
+        self, session: AsyncSession, form: Mapping[str, str], jkt: str | None, trace: TokenTrace
+    ) -> dict[str, Any] | OAuthError:
+        client = await self._client(session, form, public_allowed=True, trace=trace)
         stored = await repository.get_refresh(session, token_hash(form.get("refresh_token", "")))
         if stored is None or stored.client_id != client.client_id:
-            raise OAuthError("invalid_grant", "Unknown refresh token.")
+            raise OAuthError("invalid_grant", "Unknown refresh token.", reason="refresh-token-unknown")
+        trace.subject = stored.user_id
         now = datetime.now(UTC)
         if stored.revoked or stored.used_at is not None or not await repository.use_refresh(session, stored.token_hash, now):
             await repository.revoke_family(session, stored.family_id)
-            return OAuthError("invalid_grant", "This refresh token was already used: every token of its sign-in is revoked.")
+            trace.family_revoked = True
+            return OAuthError(
+                "invalid_grant",
+                "This refresh token was already used: every token of its sign-in is revoked.",
+                reason="refresh-token-reused",
+            )
         if _aware(stored.expires_at) < now:
-            raise OAuthError("invalid_grant", "The refresh token has expired.")
+            raise OAuthError("invalid_grant", "The refresh token has expired.", reason="refresh-token-expired")
         if stored.dpop_jkt is not None and stored.dpop_jkt != jkt:
-            raise OAuthError("invalid_dpop_proof", "Refresh with a DPoP proof by the key the token is bound to.")
+            raise OAuthError(
+                "invalid_dpop_proof", "Refresh with a DPoP proof by the key the token is bound to.", reason="dpop-key-mismatch"
+            )
         user = await accounts_repository.get_user(session, stored.user_id)
         if user is None or user.disabled:
-            raise OAuthError("invalid_grant", "The user can no longer sign in.")
+            raise OAuthError("invalid_grant", "The user can no longer sign in.", reason="user-disabled")
         scope = stored.scope
         if requested := form.get("scope"):
             wanted, _, _ = parse_scopes(requested)
@@ -370,14 +438,17 @@ class OAuthService:
 
     # -- revocation (RFC 7009) and introspection (RFC 7662) ---------------------------
 
-    async def revoke(self, form: Mapping[str, str]) -> None:
+    async def revoke(self, form: Mapping[str, str], trace: TokenTrace | None = None) -> None:
+        trace = trace if trace is not None else TokenTrace()
+        trace.grant, trace.revoked = "revocation", "nothing"
         token = form.get("token", "")
         async with session_scope(self.sessions) as session:
-            client = await self._client(session, form, public_allowed=True)
+            client = await self._client(session, form, public_allowed=True, trace=trace)
             stored = await repository.get_refresh(session, token_hash(token))
             if stored is not None:
                 if stored.client_id == client.client_id:
                     await repository.revoke_family(session, stored.family_id)
+                    trace.subject, trace.revoked, trace.family_revoked = stored.user_id, "refresh-family", True
                 return
         try:
             claims = await self.verify_access_token(token)
@@ -385,6 +456,7 @@ class OAuthService:
             return  # RFC 7009 §2.2: an invalid token is not an error
         if claims.get("client_id") == client.client_id:
             await self.revoked.revoke(str(claims["jti"]), float(claims["exp"]) + 60)
+            trace.subject, trace.revoked = str(claims.get("sub")), "access-token"
 
     async def introspect(self, form: Mapping[str, str]) -> dict[str, Any]:
         token = form.get("token", "")

@@ -41,6 +41,8 @@ async def events_after(mesh: RunningMesh, seq: int, *, health_data: bool = False
 
 
 async def raw_events_after(mesh: RunningMesh, seq: int) -> str:
-    """Every column of every event after ``seq``, as one text (for scans)."""
-    rows = await mesh.db_execute("api", "SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq", seq)
+    """Every column an event's recorder fills (not the chain's seq, time and hashes) of
+    every event after ``seq``, as one text (for scans)."""
+    columns = "event, tenant, principal, client_id, resource_type, resource_id, patient, request_id, purpose, legal_basis, details"
+    rows = await mesh.db_execute("api", f"SELECT {columns} FROM audit_events WHERE seq > $1 ORDER BY seq", seq)
     return "\n".join(" ".join(str(v) for v in row) for row in rows)

@@ -29,7 +29,7 @@ async def succeeded(request: Request, session: AsyncSession, signed_in: SignIn, 
         request,
         "signin.success",
         session=session,
-        outcome=200,
+        outcome=302,  # the redirect carrying the code
         tenant=user.tenant,
         subject=user.id,
         client_id=client_id,

@@ -136,9 +136,9 @@ async def authorize_submit(request: Request, session: SessionDep) -> Response:
             await signin_events.refused(request, session, refused, typed.tenant, checked.client.client_id)
             problem = refused.problem
             return HTMLResponse(sign_in_page(checked, form, problem.detail), status_code=problem.status, headers=NO_STORE | problem.headers)
-        code = await oauth.issue_code(session, checked, signed_in.user, signed_in.second_factor)
-        # Stored before the code leaves; if it cannot be, the code is rolled back with the session.
+        # In this session's transaction, with the code: if the event cannot be stored, no code is.
         await signin_events.succeeded(request, session, signed_in, checked.client.client_id)
+        code = await oauth.issue_code(session, checked, signed_in.user, signed_in.second_factor)
     except OAuthError as exc:
         return HTMLResponse(error_page(exc.detail), status_code=400, headers=NO_STORE)
     except AuthorizeError as exc:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tests.bench.framework import FILES, SIGN_IN, BenchContext, Goal, Measured, Skip, scenario
+from tests.bench.framework import SIGN_IN, BenchContext, Goal, Measured, Skip, scenario
 
 
 @scenario(
@@ -15,13 +15,3 @@ from tests.bench.framework import FILES, SIGN_IN, BenchContext, Goal, Measured, 
 async def auth_overhead(ctx: BenchContext) -> Measured:
     ctx.require_endpoint(await ctx.call(ctx.gateway, "GET", "/.well-known/openid-configuration"), "GET /.well-known/openid-configuration")
     raise Skip("no scenario yet (added with issue 4)")
-
-
-@scenario(
-    "files-1gib",
-    group=FILES,
-    title="1 GiB upload and download through the mesh (MB/s; peak RSS per service)",
-    goal=Goal(text="≥ 0.25 times single-core AES-256-GCM of the same bytes; peak RSS ≤ 128 MiB per service"),
-)
-async def files_1gib(ctx: BenchContext) -> Measured:
-    raise Skip("measured apart for now: `python -m tests.bench_files`, figures in docs/benchmarks-files.md")

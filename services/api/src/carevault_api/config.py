@@ -29,6 +29,14 @@ class Settings(ServiceSettings, DatabaseSettings):
     binary_json_limit: int = 1024 * 1024
     # Seconds a file transfer to or from fileservice may stall before it fails.
     file_transfer_idle_seconds: float = 60.0
+    # Longest a Binary write may take, from prepare to commit (408 beyond): the orphan
+    # sweep relies on it, since it deletes the blobs of uploads older than this.
+    binary_upload_max_seconds: int = 6 * 3600
+    # Orphan sweep: every this many seconds (0: never; the first pass runs at start),
+    # blobs whose upload began more than binary_upload_max_seconds + the grace ago
+    # and whose Binary never committed (api died in between) are deleted.
+    binary_orphan_sweep_interval_seconds: int = 600
+    binary_orphan_grace_seconds: int = 900
     # The public base URL clients use (the gateway's): the token issuer, and the
     # base of the DPoP htu.
     public_url: str = "https://127.0.0.1:8443"
@@ -83,6 +91,8 @@ class Settings(ServiceSettings, DatabaseSettings):
             raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
         if self.is_production_like and not self.public_url.startswith("https://"):
             raise ValueError("public_url must be https")
+        if self.binary_upload_max_seconds < 1 or self.binary_orphan_sweep_interval_seconds < 0 or self.binary_orphan_grace_seconds < 0:
+            raise ValueError("binary_upload_max_seconds must be >= 1; the orphan sweep interval and grace >= 0")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         return self
 

@@ -15,6 +15,7 @@ from carevault_api.audit.setup import build_audit_trail, final_checkpoint
 from carevault_api.auth.setup import close_sign_in, start_sign_in
 from carevault_api.binaries.router import router as binaries_router
 from carevault_api.binaries.service import BinaryService
+from carevault_api.binaries.sweep import OrphanSweeper
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.clients.records import RecordsClient
@@ -47,7 +48,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
-        app.state.binaries = BinaryService(records, files, max_bytes=settings.max_binary_bytes, json_limit=settings.binary_json_limit)
+        app.state.binaries = BinaryService(
+            records,
+            files,
+            max_bytes=settings.max_binary_bytes,
+            json_limit=settings.binary_json_limit,
+            upload_max_seconds=settings.binary_upload_max_seconds,
+        )
+        sweeper = OrphanSweeper(
+            records, files, older_than_seconds=settings.binary_upload_max_seconds + settings.binary_orphan_grace_seconds
+        )
+        sweeping = asyncio.create_task(sweeper.run(settings.binary_orphan_sweep_interval_seconds))
         app.state.audit = build_audit_trail(settings, app.state.sessions)
         maintenance = asyncio.create_task(
             app.state.audit.maintain(settings.audit_checkpoint_interval_seconds, settings.audit_prune_interval_seconds)
@@ -62,9 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
                 yield
         finally:
             await close_sign_in(app)
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            for task in (maintenance, sweeping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await final_checkpoint(app.state.audit)
             for client in (records, files, keys):
                 await client.close()

@@ -20,6 +20,7 @@ from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
 from carevault_records.audit_hints import note_patient
 from carevault_records.binaries.content import check_content
+from carevault_records.binaries.pending import close_upload
 from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
@@ -108,7 +109,7 @@ class ResourceService:
             keyring = await self.keyring_for(keyrings, resource_type, patient_id)
             if resource_type == "Binary":
                 assert keyring is not None
-                check_content(keyring, resource)
+                await close_upload(session, check_content(keyring, resource).blob_id)
             version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
             versions.append(version)
             token_rows += [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
@@ -133,7 +134,7 @@ class ResourceService:
         keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
         if resource_type == "Binary":
             assert keyring is not None
-            check_content(keyring, resource)
+            await close_upload(session, check_content(keyring, resource).blob_id)
         now = datetime.now(UTC)
         version_id = head.version_id + 1
         version, tokens = codec.encode_version(

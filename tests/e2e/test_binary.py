@@ -295,7 +295,9 @@ async def test_security_context_and_keys_are_checked(fhir: httpx.AsyncClient, pa
     assert moved.status_code == 422
     async with mesh.client() as unauthenticated:
         assert (await unauthenticated.get(f"/fhir/Binary/{binary_id}", headers={"x-patient-key": key})).status_code == 401
-    assert (await fhir.post("/Binary", content=b"x", headers={"idempotency-key": "k1", "x-patient-key": key})).status_code == 400
+    no_context = await fhir.post("/Binary", content=b"x", headers={"x-patient-key": key})
+    assert no_context.status_code == 400
+    assert no_context.json()["issue"][0]["details"]["coding"][0]["code"] == "security-context-required"
 
 
 # -- attachments and bundles -----------------------------------------------------------------------

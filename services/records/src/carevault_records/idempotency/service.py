@@ -77,6 +77,7 @@ async def known(session: AsyncSession, tenant: str, key: str) -> bool:
 
 
 async def remember(session: AsyncSession, tenant: str, key: str, fingerprint: str, status: int, response: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
     try:
         async with session.begin_nested():
             await repository.put(
@@ -86,7 +87,8 @@ async def remember(session: AsyncSession, tenant: str, key: str, fingerprint: st
                 request_hash=fingerprint,
                 status=status,
                 response=orjson.dumps(response).decode(),
-                now=datetime.now(UTC),
+                now=now,
+                expired_before=now - WINDOW,
             )
     except IntegrityError:
         raise Conflict("A request with this Idempotency-Key is in progress; retry shortly.") from None

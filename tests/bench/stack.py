@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +38,22 @@ STATE_ROOT = REPO_ROOT / ".carevault" / "bench"
 # The gateway's per-client rate limit would turn a loopback load test into 429s;
 # raised here (the Redis round trip of the limiter stays on the path).
 MESH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+# fileservice's blobs go to a tmpfs when there is one: the files scenario measures the
+# mesh, not this machine's disk (which it measures apart). Removed with the stack.
+TMPFS = Path("/dev/shm")
+BLOB_DIR_PREFIX = "carevault-bench-blobs-"
+
+
+@contextmanager
+def _blob_dir() -> Iterator[dict[str, str]]:
+    if not (TMPFS.is_dir() and os.access(TMPFS, os.W_OK)):
+        yield {}
+        return
+    path = Path(tempfile.mkdtemp(prefix=BLOB_DIR_PREFIX, dir=TMPFS))
+    try:
+        yield {"FILESERVICE_BLOB_DIR": str(path)}
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -169,7 +187,10 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     end_leftovers()
     try:
-        with running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh:
+        with (
+            _blob_dir() as blob_env,
+            running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | blob_env | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh,
+        ):
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
                 with baseline_server() as baseline:

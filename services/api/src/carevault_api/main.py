@@ -39,8 +39,13 @@ def create_app(settings: Settings) -> FastAPI:
         # A transaction of thousands of entries is one call: allow it time.
         records = RecordsClient("records", settings.records_url, context, timeout_seconds=120)
         # File transfers last as long as they must; a stalled one fails.
+        # Larger read buffer: downloads are relayed in fewer, larger chunks.
         files = FileserviceClient(
-            "fileservice", settings.fileservice_url, context, read_timeout_seconds=settings.file_transfer_idle_seconds
+            "fileservice",
+            settings.fileservice_url,
+            context,
+            read_timeout_seconds=settings.file_transfer_idle_seconds,
+            read_buffer_bytes=MIB,
         )
         keys = KeyserviceClient("keyservice", settings.keyservice_url, context)
         for client in (records, files, keys):

@@ -28,8 +28,16 @@ class Caller:
     patient_scope: frozenset[str] | None = frozenset()
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(request.app.state.sessions) as session:
+    # A read runs its statements in autocommit: no BEGIN/COMMIT round trips. Under
+    # READ COMMITTED each statement sees its own snapshot inside a transaction too,
+    # so this changes no result; a read's only write (re-escrow to a new doctor
+    # key, one statement) commits by itself.
+    factory = request.app.state.read_sessions if request.method in READ_METHODS else request.app.state.sessions
+    async with session_scope(factory) as session:
         yield session
 
 

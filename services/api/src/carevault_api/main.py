@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await start_sign_in(app, settings)
         app.state.break_glass = BreakGlass(
+            app.state.sessions,
             keys,
             files,
             app.state.secrets,

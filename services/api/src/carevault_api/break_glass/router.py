@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from carevault_api.break_glass.schemas import Decision, Identifier, NewRequest
 from carevault_api.break_glass.service import BreakGlass
-from carevault_api.deps import PrincipalDep, SessionDep
+from carevault_api.deps import PrincipalDep
 from carevault_common.errors import NotFound
 
 router = APIRouter(prefix="/break-glass")
@@ -42,25 +42,23 @@ RequestId = Annotated[str, Depends(_request_id)]
 
 
 @router.post("/requests", status_code=201)
-async def open_request(body: NewRequest, request: Request, principal: PrincipalDep, session: SessionDep, service: Service) -> Any:
-    return await service.open(request, session, principal, body)
+async def open_request(body: NewRequest, request: Request, principal: PrincipalDep, service: Service) -> Any:
+    return await service.open(request, principal, body)
 
 
 @router.get("/requests")
-async def list_requests(
-    principal: PrincipalDep, session: SessionDep, service: Service, tenant: Annotated[Identifier | None, Query()] = None
-) -> Any:
-    return {"requests": await service.list_requests(session, principal, tenant)}
+async def list_requests(principal: PrincipalDep, service: Service, tenant: Annotated[Identifier | None, Query()] = None) -> Any:
+    return {"requests": await service.list_requests(principal, tenant)}
 
 
 @router.get("/requests/{request_id}")
-async def get_request(request_id: RequestId, principal: PrincipalDep, session: SessionDep, service: Service) -> Any:
-    return await service.get(session, principal, request_id)
+async def get_request(request_id: RequestId, principal: PrincipalDep, service: Service) -> Any:
+    return await service.get(principal, request_id)
 
 
 @router.get("/requests/{request_id}/document")
-async def get_document(request_id: RequestId, request: Request, principal: PrincipalDep, session: SessionDep, service: Service) -> Response:
-    content, content_type = await service.document(request, session, principal, request_id)
+async def get_document(request_id: RequestId, request: Request, principal: PrincipalDep, service: Service) -> Response:
+    content, content_type = await service.document(request, principal, request_id)
     return Response(content, media_type=content_type, headers={"cache-control": "no-store", "content-disposition": "attachment"})
 
 

@@ -11,6 +11,10 @@ pseudonym, so that the tenant's auditors and the patient (with their key) see it
 ``breakglass.refused`` with the step and the problem code. A step that hands
 something out (the document, the package, the token) is recorded before the
 answer leaves: if the event cannot be stored, nothing is handed out.
+
+api's own storage (where each document is) is written in short transactions of
+their own, committed before the audit event is appended: on SQLite a write
+transaction held open across the append would block it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from carevault_api import audit
 from carevault_api.accounts import repository as accounts
@@ -41,6 +45,7 @@ from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.keyservice import KeyserviceClient
 from carevault_api.oauth.service import OAuthService
 from carevault_api.secrets import Secrets
+from carevault_common.db import session_scope
 from carevault_common.errors import Forbidden, NotFound, PayloadTooLarge, ProblemError
 
 PURPOSE = "BTG"  # HL7 v3 ActReason: break the glass
@@ -79,6 +84,7 @@ class BreakGlassSettings:
 class BreakGlass:
     def __init__(
         self,
+        sessions: async_sessionmaker[AsyncSession],
         keys: KeyserviceClient,
         files: FileserviceClient,
         secrets: Secrets,
@@ -86,6 +92,7 @@ class BreakGlass:
         trail: AuditTrail,
         settings: BreakGlassSettings,
     ) -> None:
+        self.sessions = sessions
         self.keys, self.files, self.secrets, self.oauth, self.trail, self.settings = keys, files, secrets, oauth, trail, settings
 
     # -- audit -------------------------------------------------------------------------
@@ -148,8 +155,9 @@ class BreakGlass:
                         raise
             raise Forbidden("Break-glass requests are seen by hosting doctors and the administrators who decide them.")
 
-    async def _described(self, session: AsyncSession, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        stored = await repository.documents_of(session, [str(c["id"]) for c in cases])
+    async def _described(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with session_scope(self.sessions) as session:
+            stored = await repository.documents_of(session, [str(c["id"]) for c in cases])
         described = []
         for case in cases:
             document = stored.get(str(case["id"]))
@@ -162,9 +170,10 @@ class BreakGlass:
 
     # -- the steps -----------------------------------------------------------------------
 
-    async def open(self, request: Request, session: AsyncSession, principal: Principal, body: NewRequest) -> dict[str, Any]:
+    async def open(self, request: Request, principal: Principal, body: NewRequest) -> dict[str, Any]:
         attempt = Attempt("open", principal)
-        known_tenant = await accounts.get_tenant(session, body.tenant) is not None
+        async with session_scope(self.sessions) as session:
+            known_tenant = await accounts.get_tenant(session, body.tenant) is not None
         if known_tenant:
             attempt.tenant, attempt.patient_id = body.tenant, body.patient_id
         async with self._refusals(request, attempt):
@@ -185,9 +194,10 @@ class BreakGlass:
                 await documents.discard(self.files, stored.blob_id)
                 raise
             attempt.case = case
-            await repository.add_document(session, stored.row(str(case["id"])))
+            async with session_scope(self.sessions) as session:
+                await repository.add_document(session, stored.row(str(case["id"])))
         await self._record(request, "breakglass.requested", attempt, 201, document_bytes=stored.size)
-        return (await self._described(session, [case]))[0]
+        return (await self._described([case]))[0]
 
     def _document_bytes(self, data: str) -> bytes:
         limit = self.settings.document_max_bytes
@@ -203,22 +213,23 @@ class BreakGlass:
             raise PayloadTooLarge(f"The request document is limited to {limit} bytes.")
         return content
 
-    async def list_requests(self, session: AsyncSession, principal: Principal, tenant: str | None) -> list[dict[str, Any]]:
+    async def list_requests(self, principal: Principal, tenant: str | None) -> list[dict[str, Any]]:
         target = tenant or principal.tenant
         self._viewer(principal, target)
-        return await self._described(session, await self.keys.list_requests(target))
+        return await self._described(await self.keys.list_requests(target))
 
-    async def get(self, session: AsyncSession, principal: Principal, request_id: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, request_id: str) -> dict[str, Any]:
         case = await self.keys.get_request(request_id)
         self._viewer(principal, str(case["tenant"]))
-        return (await self._described(session, [case]))[0]
+        return (await self._described([case]))[0]
 
-    async def document(self, request: Request, session: AsyncSession, principal: Principal, request_id: str) -> tuple[bytes, str]:
+    async def document(self, request: Request, principal: Principal, request_id: str) -> tuple[bytes, str]:
         attempt = Attempt("document", principal)
         async with self._refusals(request, attempt):
             case = await self._case(attempt, request_id)
             self._viewer(principal, str(case["tenant"]))
-            stored = await repository.get_document(session, request_id)
+            async with session_scope(self.sessions) as session:
+                stored = await repository.get_document(session, request_id)
             if stored is None:
                 raise NotFound("This request has no stored document.")
             content = await documents.read(self.files, self.secrets, stored, str(case["document_sha256"]))

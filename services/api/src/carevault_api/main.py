@@ -15,6 +15,7 @@ from carevault_api.audit.setup import build_audit_trail, final_checkpoint
 from carevault_api.auth.setup import close_sign_in, start_sign_in
 from carevault_api.binaries.router import router as binaries_router
 from carevault_api.binaries.service import BinaryService
+from carevault_api.break_glass.documents import reseal_keys as reseal_document_keys
 from carevault_api.break_glass.router import router as break_glass_router
 from carevault_api.break_glass.service import BreakGlass, BreakGlassSettings
 from carevault_api.clients.fileservice import FileserviceClient
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.audit,
             BreakGlassSettings(settings.break_glass_token_ttl_seconds, settings.break_glass_document_max_bytes),
         )
+        await reseal_document_keys(app.state.sessions, app.state.secrets)
         # Reads with a hosting doctor's break-glass token: keyservice confirms the case each time.
         app.state.fhir_authorizer.break_glass_case = app.state.break_glass.check_case
         add_readiness_check(app, "database", lambda: database_ready(engine))

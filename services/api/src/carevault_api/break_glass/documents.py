@@ -17,9 +17,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from carevault_api.break_glass import repository
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.models_break_glass import BreakGlassDocument
 from carevault_api.secrets import Secrets
+from carevault_common.db import session_scope
 from carevault_common.errors import ProblemError
 from carevault_crypto import DecryptionError, FileKey
 from carevault_crypto.export import file_key_to_transport
@@ -79,3 +83,23 @@ async def read(files: FileserviceClient, sealer: Secrets, document: BreakGlassDo
     if not secrets.compare_digest(hashlib.sha256(content).hexdigest(), expected_sha256):
         raise DocumentIntegrity("The stored request document does not hash to the one bound into the request.")
     return content
+
+
+async def reseal_keys(sessions: async_sessionmaker[AsyncSession], sealer: Secrets) -> int:
+    """At start: file keys stored in clear (dev) or under the previous sealing key are
+    sealed again under the current one, so that the previous key can be dropped after a
+    rotation (docs/operations.md). Break-glass requests are few: all are looked at."""
+    resealed = 0
+    async with session_scope(sessions) as session:
+        for document in await repository.all_documents(session):
+            if sealer.needs_resealing(document.sealed_file_key):
+                try:
+                    file_key = sealer.open(document.sealed_file_key, purpose=DOCUMENT_KEY, owner=document.blob_id)
+                except DecryptionError:
+                    logger.warning("break-glass document key does not open", extra={"blob_id": document.blob_id})
+                    continue
+                await repository.set_sealed_key(
+                    session, document.request_id, sealer.seal(file_key, purpose=DOCUMENT_KEY, owner=document.blob_id)
+                )
+                resealed += 1
+    return resealed

@@ -376,6 +376,7 @@ async def test_bad_requests_get_clear_problems_and_open_nothing(mesh: RunningMes
             "invalid-document",
         ),
         (document_body(patient.patient_id, content=b""), 422, "unprocessable"),
+        (document_body(patient.patient_id) | {"document": {"contentType": "text/html", "data": "PHNjcmlwdD4="}}, 422, "unprocessable"),
         (document_body(patient.patient_id) | {"reason": "short"}, 422, "unprocessable"),
         (document_body(patient.patient_id, tenant="no-such-tenant"), 404, "not-found"),
         (document_body("no-such-patient"), 404, "not-found"),

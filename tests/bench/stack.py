@@ -18,13 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from carevault_cli.mesh import stop_process, wait_until_ok
 from tests.bench.procstat import process_start_ticks
 from tests.support import POSTGRES_URL, REPO_ROOT, RunningMesh, drop_databases, free_port_offset, running_mesh
 
@@ -138,36 +137,10 @@ def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[byte
     with open(STATE_ROOT / "baseline.stderr", "ab") as log:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
+        wait_until_ok(f"http://127.0.0.1:{port}/healthz", proc, 30, name="the baseline", logs=STATE_ROOT / "baseline.stderr")
         yield proc
     finally:
         stop_process(proc)
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the baseline exited with code {proc.returncode}; see {STATE_ROOT / 'baseline.stderr'}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the baseline is not ready after {timeout:.0f}s; see {STATE_ROOT / 'baseline.stderr'}")
-        time.sleep(0.1)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _ignore_signals() -> None:

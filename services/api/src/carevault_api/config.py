@@ -59,6 +59,13 @@ class Settings(ServiceSettings, DatabaseSettings):
     # made through one replica applies on all of them within this bound (seconds).
     revocation_refresh_seconds: float = 5.0
 
+    # -- break-glass (docs/security.md, "Break-glass") --------------------------------
+    # Lifetime of the hosting doctor's patient-scoped token; it never outlives the
+    # approval window (KEYSERVICE_BREAK_GLASS_WINDOW_SECONDS), and closing the case ends it.
+    break_glass_token_ttl_seconds: int = 900
+    # Largest written request document accepted (stored encrypted through fileservice).
+    break_glass_document_max_bytes: int = 10 * 1024 * 1024
+
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
     # in the database). Required outside dev; in dev, no checkpoints without it.
@@ -87,6 +94,10 @@ class Settings(ServiceSettings, DatabaseSettings):
             raise ValueError("jwks_uri_private_networks is a development aid and is refused outside the dev environment")
         if not 0.5 <= self.revocation_refresh_seconds <= 60:
             raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
+        if not 30 <= self.break_glass_token_ttl_seconds <= 3600:
+            raise ValueError("break_glass_token_ttl_seconds must be between 30 and 3600")
+        if not 1024 <= self.break_glass_document_max_bytes <= 32 * 1024 * 1024:
+            raise ValueError("break_glass_document_max_bytes must be between 1 KiB and 32 MiB")
         if not 30 <= self.access_token_ttl_seconds <= 3600:
             raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
         if self.is_production_like and not self.public_url.startswith("https://"):

@@ -19,11 +19,18 @@ How api learns the patient of a request (docs/security-access.md):
    learn its patient, then deletes with the scope restricted to that patient.
 4. A search of patient data without a patient is refused (except with the
    development token): a search covers one patient at a time.
+
+A hosting doctor's break-glass token (:mod:`carevault_api.break_glass`) reads,
+searches and exports the records of its one patient, in that patient's tenant,
+and nothing else: any other patient, any write, directory data, Bundles are
+refused; a read by id naming no patient is restricted to that patient in
+records. Before each request keyservice confirms that the case still gives
+access (approved, fresh, not closed): closing the case stops the token at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,9 +166,30 @@ def _owner_reference(resource: Mapping[str, Any]) -> str | None:
     return reference if isinstance(reference, str) else None
 
 
+#: Confirms that a break-glass principal's case still gives access; raises a ProblemError if not.
+CaseCheck = Callable[[Principal], Awaitable[None]]
+
+
 class FhirAuthorizer:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        # Set by the break-glass domain at start (main.py); without it every
+        # break-glass token is refused (fail closed).
+        self.break_glass_case: CaseCheck | None = None
+
+    async def _break_glass(self, principal: Principal, touch: Touch, bundle_entry: bool) -> Access:
+        patient = principal.patient
+        if patient is None or bundle_entry or touch.action != "read" or not is_patient_data(touch.resource_type):
+            raise AccessDenied("A break-glass token reads the records of its one patient, nothing else.")
+        if touch.patient_id is not None and touch.patient_id != patient:
+            raise AccessDenied("This break-glass token is for another patient.")
+        if touch.patient_id is None and touch.interaction != "r":
+            raise AccessDenied("Name the patient of this search.")
+        if self.break_glass_case is None:
+            raise AccessDenied("Break-glass access is not available.")
+        await self.break_glass_case(principal)
+        # A read by id naming no patient too: records opens no other patient's keyring.
+        return Access(principal.tenant, patient, patients={patient})
 
     def _scope_check(self, principal: Principal, touch: Touch) -> None:
         if not scopes_allow(principal.scopes, token_contexts(principal), touch.resource_type, touch.interaction):
@@ -212,6 +240,8 @@ class FhirAuthorizer:
 
     async def decide(self, principal: Principal, touch: Touch, *, bundle_entry: bool = False) -> Access:
         self._scope_check(principal, touch)
+        if principal.break_glass is not None:
+            return await self._break_glass(principal, touch, bundle_entry)
         if not is_patient_data(touch.resource_type):
             if touch.resource_type in DIRECTORY_TYPES:
                 await self._directory(principal, touch)

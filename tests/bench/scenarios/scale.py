@@ -95,7 +95,9 @@ async def _copy(dsn: str, rows: tuple[list[tuple[Any, ...]], ...]) -> None:
         await conn.close()
 
 
-def _seed_and_copy(dsn: str, patient_count: int, per_patient: int, start: datetime) -> tuple[list[tuple[str, str, list[str]]], float, float]:
+def _seed_and_copy(
+    dsn: str, patient_count: int, per_patient: int, start: datetime
+) -> tuple[list[tuple[str, str, list[str]]], float, float]:
     """One chunk, in a worker process: rows made (encrypted) then COPYed by this same
     process, so that generation in one worker overlaps the COPY of the other and no
     row travels through the parent. Returns (patient id, key, record ids) and the
@@ -142,10 +144,12 @@ async def _seed(
     start = datetime.now(UTC)
     sizes = [min(CHUNK_PATIENTS, total_patients - i) for i in range(0, total_patients, CHUNK_PATIENTS)]
     seeded: list[tuple[str, str, list[str]]] = []
-    timing = {"make": 0.0, "copy": 0.0, "load": 0.0, "index": 0.0, "vacuum": 0.0}
+    timing = {"drop": 0.0, "make": 0.0, "copy": 0.0, "load": 0.0, "index": 0.0, "vacuum": 0.0}
     conn = await asyncpg.connect(dsn)
     try:
+        began = time.perf_counter()
         restore = await _drop_indexes(conn) if bulk else []
+        timing["drop"] = time.perf_counter() - began
         began = time.perf_counter()
         try:
             for future in asyncio.as_completed([loop.run_in_executor(pool, _seed_and_copy, dsn, n, per_patient, start) for n in sizes]):
@@ -168,6 +172,63 @@ async def _seed(
     finally:
         await conn.close()
     return seeded, timing
+
+
+# The statements records runs for the two measured requests (resources/repository.py),
+# EXPLAIN ANALYZEd at each size: the plans say whether the indexes are used, and the
+# server-side times do not depend on how busy the machine is as much as p50 does.
+_SQL = {
+    "token lookup": (
+        "SELECT resource_id FROM search_tokens WHERE tenant = $1 AND patient_id = $2 AND resource_type = 'Observation' "
+        "AND param = 'code' AND token = ANY($3::varchar[])"
+    ),
+    "heads": (
+        "SELECT * FROM resources WHERE tenant = $1 AND resource_type = 'Observation' AND deleted IS false "
+        "AND patient_id = $2 AND id = ANY($3::varchar[]) ORDER BY last_updated, id LIMIT 21"
+    ),
+    "read": (
+        "SELECT v.* FROM resource_versions v JOIN resources r ON r.tenant = v.tenant AND r.resource_type = v.resource_type "
+        "AND r.id = v.id AND r.version_id = v.version_id WHERE v.tenant = $1 AND (v.resource_type, v.id) IN (('Observation', $2)) "
+        "AND r.deleted IS false"
+    ),
+}
+
+
+def _plan_facts(node: dict[str, Any], found: set[str]) -> set[str]:
+    if "Index Name" in node:
+        found.add(node["Index Name"])
+    elif node.get("Node Type") == "Seq Scan":
+        found.add(f"Seq Scan on {node.get('Relation Name')}")
+    for child in node.get("Plans", []):
+        _plan_facts(child, found)
+    return found
+
+
+async def _explain(sample: list[tuple[str, str, list[str]]], rounds: int = 40) -> dict[str, tuple[float, set[str]]]:
+    """Per statement: median execution time (ms) and the indexes (or seq scans) its plan used."""
+    rng = random.Random(11)
+    conn = await asyncpg.connect(_dsn(f"{DB_PREFIX}_records"))
+    times: dict[str, list[float]] = {name: [] for name in _SQL}
+    used: dict[str, set[str]] = {name: set() for name in _SQL}
+    try:
+        for _ in range(rounds):
+            patient_id, _key, ids = sample[rng.randrange(len(sample))]
+            token = await conn.fetchval(
+                "SELECT token FROM search_tokens WHERE tenant = $1 AND patient_id = $2 AND param = 'code' LIMIT 1", TENANT, patient_id
+            )
+            found = await conn.fetch(_SQL["token lookup"], TENANT, patient_id, [token])
+            args = {
+                "token lookup": (TENANT, patient_id, [token]),
+                "heads": (TENANT, patient_id, [r[0] for r in found]),
+                "read": (TENANT, ids[rng.randrange(len(ids))]),
+            }
+            for name, sql in _SQL.items():
+                plan = orjson.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args[name]))[0]
+                times[name].append(plan["Execution Time"])
+                _plan_facts(plan["Plan"], used[name])
+    finally:
+        await conn.close()
+    return {name: (sorted(values)[len(values) // 2], used[name]) for name, values in times.items()}
 
 
 async def _measure(ctx: BenchContext, sample: list[tuple[str, str, list[str]]], kind: str) -> tuple[float, float, float]:
@@ -218,6 +279,7 @@ async def records_scale(ctx: BenchContext) -> list[Measured]:
         small, _ = await _seed(*sizes["small"], pool)
         seeded_total += sum(len(ids) for _, _, ids in small)
         figures["small"] = {kind: await _measure(ctx, small, kind) for kind in ("read", "search")}
+        plans = {"small": await _explain(small)}
         extra = (sizes["large"][0] - sizes["small"][0], sizes["large"][1])
         seed_start = time.perf_counter()
         large, timing = await _seed(*extra, pool, bulk=True)
@@ -226,8 +288,13 @@ async def records_scale(ctx: BenchContext) -> list[Measured]:
         del large
         # The same patients as before are sampled: the only change is the size of the tables.
         figures["large"] = {kind: await _measure(ctx, small, kind) for kind in ("read", "search")}
+        plans["large"] = await _explain(small)
+    sql = "; ".join(
+        f"{name} {plans['small'][name][0]:.2f} → {plans['large'][name][0]:.2f} ms ({', '.join(sorted(plans['large'][name][1]))})"
+        for name in _SQL
+    )
     where = (
-        f"load {timing['load']:.0f} s (making rows {timing['make']:.0f} s and COPY {timing['copy']:.0f} s, summed over workers), "
+        f"dropping indexes {timing['drop']:.0f} s, load {timing['load']:.0f} s (making rows {timing['make']:.0f} s and COPY {timing['copy']:.0f} s, summed over workers), "
         f"index build {timing['index']:.0f} s, VACUUM ANALYZE {timing['vacuum']:.0f} s"
     )
     rows: list[Measured] = []
@@ -244,7 +311,8 @@ async def records_scale(ctx: BenchContext) -> list[Measured]:
                 goal=Goal(text="p50 within 1.5 times the 10,000-record figure"),
                 note=(
                     f"{seeded_total:,} records seeded by COPY in {time.perf_counter() - began:.0f} s "
-                    f"({extra[0] * extra[1] / seed_seconds:,.0f} records/s; {where})"
+                    f"({extra[0] * extra[1] / seed_seconds:,.0f} records/s; {where}). "
+                    f"SQL median execution, EXPLAIN ANALYZE at 10,000 → {seeded_total:,} records: {sql}"
                 ),
             )
         )

@@ -145,7 +145,9 @@ def _listed(method: str, path: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("route", [r for r in API_ROUTES + RECORDS_ROUTES if not _is_catch_all(r) and not _is_generic(r)], ids=lambda r: r.path)
+@pytest.mark.parametrize(
+    "route", [r for r in API_ROUTES + RECORDS_ROUTES if not _is_catch_all(r) and not _is_generic(r)], ids=lambda r: r.path
+)
 def test_every_route_of_either_service_is_in_the_statement(route: APIRoute) -> None:
     for method in route.methods:
         if (method, route.path) in NOT_RESOURCES:

@@ -35,7 +35,11 @@ def patient_bundle(npi: str, organization_id: str) -> dict[str, Any]:
     patient_url, org_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
     organization = {"resourceType": "Organization", "name": "Clinic", "identifier": [{"system": SYNTHEA, "value": organization_id}]}
     entries: list[dict[str, Any]] = [
-        {"fullUrl": patient_url, "resource": {"resourceType": "Patient", "birthDate": "1990-01-02"}, "request": {"method": "POST", "url": "Patient"}},
+        {
+            "fullUrl": patient_url,
+            "resource": {"resourceType": "Patient", "birthDate": "1990-01-02"},
+            "request": {"method": "POST", "url": "Patient"},
+        },
         {
             "fullUrl": org_url,
             "resource": organization,
@@ -52,7 +56,9 @@ def patient_bundle(npi: str, organization_id: str) -> dict[str, Any]:
             "performer": [{"reference": f"Practitioner?identifier={NPI}|{npi}"}, {"reference": org_url}],
             "valueQuantity": {"value": 60 + i, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
         }
-        entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": observation, "request": {"method": "POST", "url": "Observation"}})
+        entries.append(
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": observation, "request": {"method": "POST", "url": "Observation"}}
+        )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
@@ -83,7 +89,10 @@ async def test_concurrent_bundles_create_one_placeholder_and_one_conditional_cre
         location = next(e["response"]["location"] for e in answer.json()["entry"] if e["response"]["location"].startswith("Observation/"))
         read = await fhir.get("/" + location.split("/_history")[0], headers={"x-patient-key": key})
         assert read.status_code == 200, read.text
-        assert [p["reference"] for p in read.json()["performer"]] == [f"Practitioner/{practitioners[0]}", f"Organization/{organizations[0]}"]
+        assert [p["reference"] for p in read.json()["performer"]] == [
+            f"Practitioner/{practitioners[0]}",
+            f"Organization/{organizations[0]}",
+        ]
     # One match each: nothing ambiguous is left for the next Bundle.
     again = await post(patient_bundle(npi, organization_id), new_patient_key())
     assert again.status_code == 200, again.text

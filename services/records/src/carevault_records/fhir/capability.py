@@ -160,7 +160,11 @@ BINARY_DOCUMENTATION: Final = (
 def _resource(resource_type: str, update_create: bool) -> dict[str, Any]:
     served = API_SERVED_TYPES.get(resource_type)
     entry = _api_served(resource_type, served) if served is not None else _records_type(resource_type, update_create)
-    operations = [{"name": o.name, "definition": o.definition, "documentation": o.documentation} for o in OPERATIONS if o.resource_type == resource_type]
+    operations = [
+        {"name": o.name, "definition": o.definition, "documentation": o.documentation}
+        for o in OPERATIONS
+        if o.resource_type == resource_type
+    ]
     if operations:
         entry["operation"] = operations
     return entry

@@ -214,3 +214,29 @@ async def test_fifty_mebibytes(store: BlobStore, sessions: Any) -> None:
     assert await body(content) == data
     part = await get(blobs, sessions, "fifty-mib-blob-001", key, "bytes=30000000-30065535")
     assert await body(part) == data[30000000:30065536]
+
+
+class _RaggedStore(LocalBlobStore):
+    """A local store that answers reads in pieces of odd sizes, as a network store may:
+    segments then straddle pieces and are gathered before decryption."""
+
+    async def read(self, blob_id: str, start: int, end: int, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        sizes = (1000, SEG + 16, 7, 3 * SEG + 5)
+        turn = 0
+        async for chunk in super().read(blob_id, start, end, chunk_size):
+            view = memoryview(chunk)
+            while view:
+                yield bytes(view[: sizes[turn % len(sizes)]])
+                view = view[sizes[turn % len(sizes)] :]
+                turn += 1
+
+
+async def test_reads_in_ragged_pieces_round_trip(tmp_path: Path, sessions: Any) -> None:
+    store = _RaggedStore(tmp_path / "ragged")
+    await store.start()
+    blobs, key, data = service(store), FileKey.generate(), os.urandom(9 * SEG + 123)
+    await put(blobs, sessions, "ragged-pieces-0001", key, data)
+    assert await body(await get(blobs, sessions, "ragged-pieces-0001", key)) == data
+    for start, end in ((0, 1), (SEG - 3, 2 * SEG + 4), (5 * SEG + 1, len(data))):
+        part = await get(blobs, sessions, "ragged-pieces-0001", key, f"bytes={start}-{end - 1}")
+        assert await body(part) == data[start:end], (start, end)

@@ -391,6 +391,31 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         lambda w, a, p: send(w, a, "POST", f"/admin/clients/{w.dummy_client}/disable"),
         tenant_reach(Permission.CLIENTS_MANAGE, target_own_tenant=True),
     ),
+    # break-glass (second factor required; the whole workflow: tests/e2e/test_break_glass_api.py)
+    Endpoint(
+        "GET /break-glass/requests?tenant= (own tenant's)",
+        lambda w, a, p: send(w, a, "GET", f"/break-glass/requests?tenant={OWN}"),
+        lambda w, a, p: (
+            any_reach(Permission.BREAK_GLASS)(w, a, p) or tenant_reach(Permission.BREAK_GLASS_DECIDE, target_own_tenant=True)(w, a, p)
+        ),
+    ),
+    Endpoint(
+        "POST /break-glass/requests (own tenant's patient, invalid document)",
+        lambda w, a, p: send(
+            w,
+            a,
+            "POST",
+            "/break-glass/requests",
+            json={
+                "tenant": OWN,
+                "patient_id": w.patient_id,
+                "reason": "a reason long enough",
+                "document": {"contentType": "application/pdf", "data": "not base64!"},
+            },
+        ),
+        any_reach(Permission.BREAK_GLASS),
+        also_allowed=frozenset({422}),
+    ),
 )
 # Clinic software only: token introspection is for backend clients, within their tenant.
 INTROSPECTION = Endpoint("POST /oauth2/introspect (the patient's token)", introspect, lambda w, a, p: True, content_ok=introspection_active)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
-POOL_SIZE = 10  # a mesh service's SQLAlchemy pool holds at most 5 + 5 overflow; here all 10 stay open
+POOL_SIZE = 8  # as a mesh service's SQLAlchemy pool: 8 connections, all kept open
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
     id uuid PRIMARY KEY,

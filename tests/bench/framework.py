@@ -57,6 +57,7 @@ class Goal:
     min_ratio: float | None = None
     max_p99_ms: float | None = None
     min_rate: float | None = None
+    max_rate: float | None = None  # for figures where less is better (memory)
     text: str = ""
 
     def describe(self, unit: str) -> str:
@@ -65,6 +66,8 @@ class Goal:
             parts.append(f"≥ {self.min_ratio:g}{TIMES} baseline")
         if self.min_rate is not None:
             parts.append(f"≥ {self.min_rate:,.0f} {unit}")
+        if self.max_rate is not None:
+            parts.append(f"≤ {self.max_rate:,.0f} {unit}")
         if self.max_p99_ms is not None:
             parts.append(f"p99 ≤ {self.max_p99_ms:g} ms")
         if self.text:
@@ -73,7 +76,7 @@ class Goal:
 
     @property
     def checkable(self) -> bool:
-        return any(v is not None for v in (self.min_ratio, self.max_p99_ms, self.min_rate))
+        return any(v is not None for v in (self.min_ratio, self.max_p99_ms, self.min_rate, self.max_rate))
 
     def met(self, rate: float, ratio: float | None, p99_ms: float) -> bool | None:
         if not self.checkable:
@@ -83,6 +86,8 @@ class Goal:
             checks.append(ratio is not None and ratio >= self.min_ratio)
         if self.min_rate is not None:
             checks.append(rate >= self.min_rate)
+        if self.max_rate is not None:
+            checks.append(rate <= self.max_rate)
         if self.max_p99_ms is not None:
             checks.append(not math.isnan(p99_ms) and p99_ms <= self.max_p99_ms)
         return all(checks)

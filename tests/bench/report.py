@@ -80,7 +80,7 @@ def _cpu_table(rows: list[Row]) -> list[str]:
     lines = [
         "## Where the CPU went",
         "",
-        "CPU time per answered request (per resource for ingest), in milliseconds, by process, over each measured window "
+        "CPU time per answered request (per resource for ingest, per MiB moved for files), in milliseconds, by process, over each measured window "
         "(from /proc). System calls count in each process's time; `other processes` is everything else that ran meanwhile "
         "(on a shared machine, other people's work); `unattributed` is busy time charged to no process seen at both ends "
         "of the window (interrupts and softirq, where loopback TCP is processed, and processes that came and went). `busy` is the share of all cores in use; `gen.` the load generator's share of one core.",

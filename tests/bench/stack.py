@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from carevault_cli.mesh import stop_process, wait_until_ok
 from tests.bench.procstat import process_start_ticks
 from tests.support import POSTGRES_URL, REPO_ROOT, RunningMesh, drop_databases, free_port_offset, running_mesh
 
@@ -36,6 +37,22 @@ STATE_ROOT = REPO_ROOT / ".carevault" / "bench"
 # The gateway's per-client rate limit would turn a loopback load test into 429s;
 # raised here (the Redis round trip of the limiter stays on the path).
 MESH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+# fileservice's blobs go to a tmpfs when there is one: the files scenario measures the
+# mesh, not this machine's disk (which it measures apart). Removed with the stack.
+TMPFS = Path("/dev/shm")
+BLOB_DIR_PREFIX = "carevault-bench-blobs-"
+
+
+@contextmanager
+def _blob_dir() -> Iterator[dict[str, str]]:
+    if not (TMPFS.is_dir() and os.access(TMPFS, os.W_OK)):
+        yield {}
+        return
+    path = Path(tempfile.mkdtemp(prefix=BLOB_DIR_PREFIX, dir=TMPFS))
+    try:
+        yield {"FILESERVICE_BLOB_DIR": str(path)}
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -120,36 +137,10 @@ def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[byte
     with open(STATE_ROOT / "baseline.stderr", "ab") as log:
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=30)
+        wait_until_ok(f"http://127.0.0.1:{port}/healthz", proc, 30, name="the baseline", logs=STATE_ROOT / "baseline.stderr")
         yield proc
     finally:
         stop_process(proc)
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the baseline exited with code {proc.returncode}; see {STATE_ROOT / 'baseline.stderr'}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the baseline is not ready after {timeout:.0f}s; see {STATE_ROOT / 'baseline.stderr'}")
-        time.sleep(0.1)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _ignore_signals() -> None:
@@ -169,7 +160,10 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     end_leftovers()
     try:
-        with running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh:
+        with (
+            _blob_dir() as blob_env,
+            running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | blob_env | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh,
+        ):
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
                 with baseline_server() as baseline:

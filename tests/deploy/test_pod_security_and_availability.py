@@ -5,10 +5,11 @@ checkov has no availability checks, hence this file."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
-from deploy_helpers import DB_OWNERS, SERVICES, Render, full, pod_templates, render
+from deploy_helpers import DB_OWNERS, REPO, SERVICES, Render, full, pod_templates, render
 
 # PSS restricted: allowed volume types
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
@@ -157,7 +158,7 @@ def test_monitoring_objects_in_prod() -> None:
     text = str(rule["spec"])
     for metric in (
         "carevault_integrity_failures_total",
-        "carevault_audit_write_failures_total",
+        "carevault_audit_append_failures_total",
         "carevault_break_glass_requests_total",
         "up{",
     ):
@@ -176,6 +177,27 @@ def test_monitoring_objects_in_prod() -> None:
 
     board = json.loads(dashboard["data"]["carevault.json"])
     assert board["panels"], "the dashboard has panels"
+
+
+_METRIC = re.compile(r"\bcarevault_[a-z0-9_]+")
+_DEFINED_METRIC = re.compile(r"[\"'](carevault_[a-z0-9_]+)[\"']")
+
+
+def test_every_metric_the_alerts_and_dashboard_use_is_one_the_services_emit() -> None:
+    """An alert on a metric nobody emits never fires: compare the names in the
+    PrometheusRule and the dashboard with the metrics defined in the services' code."""
+    defined: set[str] = set()
+    for source in REPO.glob("**/src/carevault_*/**/*.py"):
+        defined |= set(_DEFINED_METRIC.findall(source.read_text(encoding="utf-8")))
+    assert "carevault_http_requests_total" in defined  # the scan finds the services' metrics
+    r = render("prod")
+    (rule,) = r.of_kind("PrometheusRule")
+    (dashboard,) = [c for c in r.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
+    used = set(_METRIC.findall(str(rule["spec"]))) | set(_METRIC.findall(dashboard["data"]["carevault.json"]))
+    assert used
+    for name in used:
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert name in defined or base in defined, f"{name} is used by the chart but no service defines it"
 
 
 def test_gateway_is_the_only_public_service() -> None:

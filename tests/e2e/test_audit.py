@@ -69,6 +69,11 @@ async def test_every_health_data_endpoint_leaves_exactly_the_documented_events(f
         [("fhir.bundle.attempt", None, None, None, None), ("fhir.bundle", 200, None, None, p)],
         fhir.post("", content=orjson.dumps(bundle), headers=h | {"content-type": "application/fhir+json"}),
     )
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": bundle["entry"]}
+    await step(
+        [("fhir.bundle.attempt", None, None, None, None), ("fhir.bundle", 200, None, None, p)],
+        fhir.post("", content=orjson.dumps(batch), headers=h | {"content-type": "application/fhir+json"}),
+    )
     await step([("fhir.export", 200, "Patient", None, p)], fhir.get(f"/Patient/{patient_id}/$everything", headers=h))
     # Binary content goes through api's own routes (fileservice), audited the same way.
     before = await last_seq(mesh)
@@ -79,6 +84,17 @@ async def test_every_health_data_endpoint_leaves_exactly_the_documented_events(f
         ("fhir.create", 201, "Binary", binary, p),
     ]
     await step([("fhir.read", 200, "Binary", binary, p)], fhir.get(f"/Binary/{binary}", headers=h | {"accept": "text/plain"}))
+    ranged = await step(
+        [("fhir.read", 206, "Binary", binary, p)], fhir.get(f"/Binary/{binary}", headers=h | {"accept": "text/plain", "range": "bytes=0-6"})
+    )
+    assert ranged.content == b"scanned"
+    await step([("fhir.vread", 200, "Binary", binary, p)], fhir.get(f"/Binary/{binary}/_history/1", headers=h | {"accept": "text/plain"}))
+    await step(
+        [("fhir.update.attempt", None, "Binary", binary, None), ("fhir.update", 200, "Binary", binary, p)],
+        fhir.put(f"/Binary/{binary}", content=b"scanned letter, page 2", headers=binary_headers),
+    )
+    # A search without a patient (Binary: _id and _lastUpdated only) returns ids and meta, and names no patient.
+    await step([("fhir.search", 200, "Binary", None, None)], fhir.get("/Binary", params={"_id": binary}))
     await step([("fhir.read", 403, "Binary", binary, p)], fhir.get(f"/Binary/{binary}", headers={"x-patient-key": new_patient_key()}))
     new_key = new_patient_key()
     rotate = {"resourceType": "Parameters", "parameter": [{"name": "newKey", "valueString": new_key}]}
@@ -93,8 +109,25 @@ async def test_every_health_data_endpoint_leaves_exactly_the_documented_events(f
     await step([("fhir.read", 404, "Observation", None, None)], fhir.get("/Observation/not-an-id", headers=h))
     # The audit trail's own reads are audited; the public CapabilityStatement is not.
     await step([("audit.query", 200, None, None, p)], fhir.get("/AuditEvent", params={"patient": patient_id}, headers=h))
-    await step([("audit.query", 200, None, None, None)], fhir.get("/AuditEvent", params={"_count": "1"}))
+    listed = await step([("audit.query", 200, None, None, None)], fhir.get("/AuditEvent", params={"_count": "1"}))
+    event_id = listed.json()["entry"][0]["resource"]["id"]
+    await step([("audit.query", 200, None, None, None)], fhir.get(f"/AuditEvent/{event_id}"))
     await step([], fhir.get("/metadata"))
+    # Directory data (no patient) is audited the same way, without a patient.
+    before = await last_seq(mesh)
+    org = (await fhir.post("/Organization", json={"resourceType": "Organization", "name": "Clinic"})).json()["id"]
+    assert await events_since(mesh, before) == [
+        ("fhir.create.attempt", None, "Organization", None, None),
+        ("fhir.create", 201, "Organization", org, None),
+    ]
+    await step([("fhir.read", 200, "Organization", org, None)], fhir.get(f"/Organization/{org}"))
+    await step([("fhir.search", 200, "Organization", None, None)], fhir.get("/Organization", params={"identifier": "urn:x|1"}))
+    # Erasure last: the patient is gone afterwards.
+    await step(
+        [("fhir.erase.attempt", None, "Patient", None, p), ("fhir.erase", 200, "Patient", None, p)],
+        fhir.post(f"/Patient/{patient_id}/$erase", headers=h),
+    )
+    await step([("fhir.read", 410, "Patient", None, p)], fhir.get(f"/Patient/{patient_id}", headers=h))
     assert verify(mesh)["ok"]
 
 

@@ -295,7 +295,9 @@ async def test_security_context_and_keys_are_checked(fhir: httpx.AsyncClient, pa
     assert moved.status_code == 422
     async with mesh.client() as unauthenticated:
         assert (await unauthenticated.get(f"/fhir/Binary/{binary_id}", headers={"x-patient-key": key})).status_code == 401
-    assert (await fhir.post("/Binary", content=b"x", headers={"idempotency-key": "k1", "x-patient-key": key})).status_code == 400
+    no_context = await fhir.post("/Binary", content=b"x", headers={"x-patient-key": key})
+    assert no_context.status_code == 400
+    assert no_context.json()["issue"][0]["details"]["coding"][0]["code"] == "security-context-required"
 
 
 # -- attachments and bundles -----------------------------------------------------------------------
@@ -512,6 +514,7 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
     key, patient_id = patient
     before_rows, before_files = await blob_rows(mesh), blob_files(mesh)
     before_binaries = await mesh.db_execute("records", "SELECT count(*) FROM resources WHERE resource_type = 'Binary'")
+    before_pending = await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads")
     for declared in (20 * MIB, None):  # with a Content-Length, and chunked
         size_header = f"content-length: {declared}\r\n" if declared else "transfer-encoding: chunked\r\n"
         head = (
@@ -522,12 +525,14 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
         part = content_with_canary(5 * MIB)
         body = part if declared else f"{len(part):x}\r\n".encode() + part + b"\r\n"
         await asyncio.to_thread(_raw_request, mesh, head, body, close_early=True)
-    for _ in range(50):  # the abort travels gateway -> api -> fileservice
+    for _ in range(50):  # the abort travels gateway -> api -> fileservice (and records)
         await asyncio.sleep(0.2)
         incoming = list((mesh.state_dir / "blobs" / "incoming").glob("*"))
-        if not incoming:
+        if not incoming and await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads") == before_pending:
             break
     assert list((mesh.state_dir / "blobs" / "incoming").glob("*")) == []
+    # api dropped the pending uploads of both attempts at once (no work left for the orphan sweep).
+    assert await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads") == before_pending
     assert blob_files(mesh) == before_files
     assert await blob_rows(mesh) == before_rows
     after = await mesh.db_execute("records", "SELECT count(*) FROM resources WHERE resource_type = 'Binary'")

@@ -1,4 +1,5 @@
-"""Files through the whole mesh with fileservice on S3-compatible storage.
+"""Files through the whole mesh with fileservice on S3-compatible storage: round
+trips, ranges, a cut-off upload, and the orphan sweep after api dies mid-write.
 
 The object store here is moto's S3 server (``moto[server]``, ThreadedMotoServer on
 loopback): an **emulator** of the S3 API, not a real object store. This test shows
@@ -17,6 +18,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import assert_nothing_secret_at_rest
+from tests.e2e.binary_crash import (
+    commit_late,
+    kill_api_mid_upload,
+    pending_uploads,
+    store_without_commit,
+    sweep_with_a_restarted_api,
+    wait_for,
+)
 from tests.e2e.test_binary import _raw_request, content_with_canary, download, upload
 from tests.e2e.test_records import create_patient
 from tests.support import RunningMesh, new_patient_key, running_mesh
@@ -100,3 +109,27 @@ async def test_round_trip_range_and_cut_off_upload_on_s3(s3_mesh: RunningMesh, s
         assert rows == [(3,)]
         assert (await fhir.get("/metadata")).status_code == 200
     assert not list(Path(s3_mesh.state_dir / "blobs").rglob("*.part"))
+
+
+async def test_a_crash_between_upload_and_commit_leaves_nothing_on_s3_after_the_sweep(s3_mesh: RunningMesh, s3: dict[str, Any]) -> None:
+    key = new_patient_key()
+    async with s3_mesh.fhir(timeout=120) as fhir:
+        patient_id = await create_patient(fhir, key)
+    stored, rows = objects(s3), await s3_mesh.db_execute("fileservice", "SELECT count(*) FROM blobs")
+
+    prepared = await store_without_commit(s3_mesh, key, patient_id, content_with_canary(6 * MIB))  # a multipart upload
+    assert f"blobs/{prepared['blobId']}" in objects(s3)
+
+    def uploading() -> bool:
+        return bool(s3["client"].list_multipart_uploads(Bucket="carevault-blobs").get("Uploads"))
+
+    await kill_api_mid_upload(s3_mesh, key, patient_id, uploading)
+    await wait_for(lambda: not uploading(), "fileservice to abort the cut-off multipart upload")
+    assert len(await pending_uploads(s3_mesh)) == 2
+
+    await sweep_with_a_restarted_api(s3_mesh)
+
+    assert objects(s3) == stored
+    assert await s3_mesh.db_execute("fileservice", "SELECT count(*) FROM blobs") == rows
+    late = await commit_late(s3_mesh, key, patient_id, prepared)
+    assert late.status_code == 409

@@ -1,8 +1,10 @@
 """The hosting doctor recovers a patient's key only through an approved request.
 
-api's side (who may open, approve, download) lands with the sign-in issue; here
-the workflow is driven at keyservice's boundary with api's own mTLS identity, and
-the key is recovered with the real offline tool, `carevault-doctor`."""
+Here the workflow is driven at keyservice's boundary with api's own mTLS identity
+(keyservice enforces it whatever api says), and the key is recovered with the real
+offline tool, `carevault-doctor`. The same story through the public API, with
+sign-in, roles, the break-glass token and the audit trail, is
+tests/e2e/test_break_glass_api.py."""
 
 from __future__ import annotations
 

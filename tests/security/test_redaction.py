@@ -156,6 +156,19 @@ async def push_everywhere(mesh: RunningMesh, c: Canaries, key: str) -> list[int]
         await call("GET", f"/fhir/Patient/{pid}", client=raw, headers={"authorization": f"DPoP {v['bearer']}", "dpop": v["bearer"]})
         await call("GET", f"/fhir/Patient/{pid}", headers=h | {"x-request-id": v["email"], "traceparent": v["phone-us"]})
         await call("GET", f"/{v['street']}/{v['city']}", client=raw, params={"email": v["email"]})
+        # Break-glass, refused to the development token (no second factor), canaries in body and path.
+        dev = {"authorization": f"Bearer {mesh.dev_token}"}
+        document = {"contentType": "application/pdf", "data": base64.b64encode(v["family"].encode()).decode()}
+        await call(
+            "POST",
+            "/break-glass/requests",
+            client=raw,
+            headers=dev,
+            json={"tenant": "dev", "patient_id": pid, "reason": f"{v['free-text']} {v['email']} {v['phone-local']}", "document": document},
+        )
+        await call("POST", "/break-glass/requests", client=raw, headers=dev, json={"tenant": v["city"], "reason": v["free-text"]})
+        await call("GET", f"/break-glass/requests/{v['mrn']}", client=raw, headers=dev)
+        await call("GET", "/break-glass/requests", client=raw, headers=dev, params={"tenant": v["family"]})
         # An integrity failure (a 500, hence an error report) on a record full of canaries.
         rows = await mesh.db_execute(
             "records", "SELECT body, version_id FROM resource_versions WHERE id = $1 ORDER BY version_id DESC", oid

@@ -32,8 +32,10 @@ class EscrowPackage(Base):
 class BreakGlassRequest(Base):
     """One request of the hosting doctor to recover one patient's key.
 
-    States: open -> approved | rejected; approved -> expired (by time). The
-    package can be downloaded only while approved and not expired, by the requester.
+    States: open -> approved | rejected | closed; approved -> expired (by time) |
+    closed. The package can be downloaded only while approved and not expired, by
+    the requester; the same holds for reading the records with api's break-glass
+    token, after the download.
     """
 
     __tablename__ = "break_glass_requests"
@@ -50,3 +52,5 @@ class BreakGlassRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     downloads: Mapped[int] = mapped_column(Integer, default=0)
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

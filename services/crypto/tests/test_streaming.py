@@ -295,3 +295,25 @@ def test_range_with_wrong_segment_size_or_length_refused(key: FileKey) -> None:
     rng = segments_for_range(2 * SEG, 0, 10, segment_size=SEG)
     with pytest.raises(DecryptionError):
         reader.decrypt_range(rng, stored[rng.ciphertext_start : rng.ciphertext_end - 1])
+
+
+def test_update_segments_are_the_segments_update_joins() -> None:
+    from carevault_crypto import FileKey, StreamingDecryptor, StreamingEncryptor
+
+    key, data = FileKey.generate(), bytes(range(256)) * 1000
+    encryptor = StreamingEncryptor(key, b"ad", segment_size=4096)
+    parts: list[bytes] = []
+    for start in range(0, len(data), 10_000):
+        segments = encryptor.update_segments(data[start : start + 10_000])
+        assert all(len(s) == 4096 + 16 for s in segments)
+        parts += segments
+    stored = encryptor.header + b"".join(parts) + encryptor.finalize()
+    decryptor = StreamingDecryptor(key, b"ad", stored[:73])
+    assert decryptor.update(stored[73:]) + decryptor.finalize() == data
+
+
+def test_the_benchmark_reference_seals_every_chunk() -> None:
+    from carevault_crypto.measure import aes256gcm_seconds
+
+    assert aes256gcm_seconds([]) == 0.0
+    assert aes256gcm_seconds([b"x" * 65536] * 4) > 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("plain", "foundation", "records", "scale", "signin", "pending")
+MODULES = ("plain", "foundation", "records", "scale", "signin", "files", "pending")
 
 for _name in MODULES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -37,6 +37,7 @@ from carevault_fileservice.errors import (
     MidStreamIntegrityFailure,
 )
 from carevault_fileservice.storage import BlobStore, StoredObjectMissing
+from carevault_fileservice.storage.base import IO_CHUNK
 
 logger = logging.getLogger("carevault.fileservice.blobs")
 
@@ -110,8 +111,7 @@ class BlobService:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise PayloadTooLarge(f"Files are limited to {self.max_bytes} bytes.")
-                sealed = encryptor.update(chunk)
-                if sealed:
+                for sealed in encryptor.update_segments(chunk):
                     await writer.write(sealed)
             await writer.write(encryptor.finalize())
             stored_size = await writer.commit()
@@ -185,17 +185,33 @@ class BlobService:
             _integrity_failure(blob_id, "header")
             raise BlobIntegrityFailure() from None
 
-    async def _segments(self, blob_id: str, rng: SegmentRange) -> AsyncIterator[tuple[int, bytes]]:
-        """The ciphertext segments ``first..last`` of the range, one at a time."""
+    async def _segments(self, blob_id: str, rng: SegmentRange) -> AsyncIterator[tuple[int, memoryview | bytes]]:
+        """The ciphertext segments ``first..last`` of the range, one at a time: views
+        into what storage returned when a segment lies whole in one read (reads are
+        whole numbers of segments, so usually), else gathered. A view is valid until
+        the next one is asked for."""
         seg_ct = rng.segment_size + TAG_SIZE
         buf = bytearray()
         index = rng.first_segment
-        async for chunk in self.store.read(blob_id, rng.ciphertext_start, rng.ciphertext_end):
-            buf += chunk
-            while index < rng.last_segment and len(buf) >= seg_ct:
-                yield index, bytes(buf[:seg_ct])
-                del buf[:seg_ct]
+        reads = self.store.read(blob_id, rng.ciphertext_start, rng.ciphertext_end, seg_ct * max(1, IO_CHUNK // seg_ct))
+        async for chunk in reads:
+            view = memoryview(chunk)
+            while index < rng.last_segment:
+                if buf:
+                    take = seg_ct - len(buf)
+                    buf += view[:take]
+                    view = view[take:]
+                    if len(buf) < seg_ct:
+                        break
+                    yield index, bytes(buf)
+                    buf.clear()
+                elif len(view) >= seg_ct:
+                    yield index, view[:seg_ct]
+                    view = view[seg_ct:]
+                else:
+                    break
                 index += 1
+            buf += view
         yield index, bytes(buf)
 
     async def _plaintext(self, blob_id: str, decryptor: RandomAccessDecryptor, size: int, wanted: ByteRange) -> AsyncGenerator[bytes, None]:
@@ -209,7 +225,8 @@ class BlobService:
             return
         rng = segments_for_range(size, wanted.start, wanted.end, segment_size=decryptor.segment_size)
         remaining = rng.length
-        pending = bytearray()
+        pending: list[memoryview] = []
+        gathered = 0
         async for index, ciphertext in self._segments(blob_id, rng):
             plain = decryptor.decrypt_segment(index, ciphertext, index == rng.segment_count - 1)
             view = memoryview(plain)
@@ -217,14 +234,16 @@ class BlobService:
                 view = view[rng.skip :]
             view = view[:remaining]
             remaining -= len(view)
-            pending += view
-            if len(pending) >= OUT_CHUNK:
-                yield bytes(pending)
+            pending.append(view)
+            gathered += len(view)
+            if gathered >= OUT_CHUNK:
+                yield b"".join(pending)
                 pending.clear()
+                gathered = 0
         if remaining:
             raise DecryptionError  # the object ended early (it changed under us)
         if pending:
-            yield bytes(pending)
+            yield b"".join(pending)
 
     async def _guarded(self, blob_id: str, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:

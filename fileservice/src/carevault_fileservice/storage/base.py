@@ -46,9 +46,10 @@ class BlobStore(abc.ABC):
         """A new upload for ``blob_id`` (not visible until committed)."""
 
     @abc.abstractmethod
-    def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``[start, end)`` of the stored object, in chunks of at most :data:`IO_CHUNK`.
-        Raises :class:`StoredObjectMissing` if there is no such object."""
+    def read(self, blob_id: str, start: int, end: int, chunk_size: int = IO_CHUNK) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of the stored object, in chunks of at most ``chunk_size``
+        (a backend may return shorter ones). Raises :class:`StoredObjectMissing` if
+        there is no such object."""
 
     @abc.abstractmethod
     async def size(self, blob_id: str) -> int | None:

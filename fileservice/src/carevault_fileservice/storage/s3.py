@@ -156,7 +156,7 @@ class S3BlobStore(BlobStore):
     def writer(self, blob_id: str) -> BlobWriter:
         return _S3Writer(self, blob_id)
 
-    async def read(self, blob_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, blob_id: str, start: int, end: int, chunk_size: int = IO_CHUNK) -> AsyncIterator[bytes]:
         if end <= start:
             return
         try:
@@ -167,7 +167,7 @@ class S3BlobStore(BlobStore):
             raise
         async with response["Body"] as body:
             while True:
-                chunk = await body.read(IO_CHUNK)
+                chunk = await body.read(chunk_size)
                 if not chunk:
                     return
                 yield chunk

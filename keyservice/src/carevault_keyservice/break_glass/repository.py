@@ -13,6 +13,11 @@ async def add(session: AsyncSession, request: BreakGlassRequest) -> None:
     await session.flush()
 
 
+async def get(session: AsyncSession, request_id: str) -> BreakGlassRequest | None:
+    result = await session.execute(select(BreakGlassRequest).where(BreakGlassRequest.id == request_id))
+    return result.scalar_one_or_none()
+
+
 async def get_for_update(session: AsyncSession, request_id: str) -> BreakGlassRequest | None:
     result = await session.execute(select(BreakGlassRequest).where(BreakGlassRequest.id == request_id).with_for_update())
     return result.scalar_one_or_none()

@@ -38,6 +38,10 @@ class Release(BaseModel):
     requester: Person
 
 
+class Closing(BaseModel):
+    closed_by: Person
+
+
 class UploadedItem(BaseModel):
     tenant: Identifier
     patient_id: Identifier
@@ -64,6 +68,11 @@ async def list_requests(tenant: Identifier, session: SessionDep) -> dict[str, ob
     return {"requests": [service.describe(r) for r in await repository.list_for_tenant(session, tenant)]}
 
 
+@router.get("/requests/{request_id}")
+async def get_request(request_id: str, session: SessionDep) -> dict[str, object]:
+    return service.describe(await service.get(session, request_id))
+
+
 @router.post("/requests/{request_id}/decision")
 async def decide(request_id: str, body: Decision, session: SessionDep, request: Request) -> dict[str, object]:
     window = timedelta(seconds=request.app.state.settings.break_glass_window_seconds)
@@ -86,6 +95,18 @@ async def release(request_id: str, body: Release, session: SessionDep) -> dict[s
             for p in packages
         ]
     }
+
+
+@router.post("/requests/{request_id}/access")
+async def check_access(request_id: str, body: Release, session: SessionDep) -> dict[str, object]:
+    """Whether the requester may read the patient's records now (api asks before
+    every read with a break-glass token); changes nothing."""
+    return service.describe(await service.check_access(session, request_id, requester=body.requester))
+
+
+@router.post("/requests/{request_id}/close")
+async def close(request_id: str, body: Closing, session: SessionDep) -> dict[str, object]:
+    return service.describe(await service.close(session, request_id, closed_by=body.closed_by))
 
 
 class EscrowUpload(BaseModel):

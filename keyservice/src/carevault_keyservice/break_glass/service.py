@@ -3,7 +3,10 @@
 api says who is acting (it authenticated them); keyservice decides what that
 person may do with a request: nobody approves their own request, a decision is
 final, the package is released only to the requester, only while the approval
-is fresh. No step trusts api's word that an earlier step happened.
+is fresh and the case not closed; the requester's patient-scoped access (api's
+break-glass token) is honoured only after the package was downloaded, while the
+approval is fresh and the case open. No step trusts api's word that an earlier
+step happened.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import Conflict, Forbidden, NotFound, ProblemError
@@ -20,7 +24,10 @@ from carevault_keyservice.break_glass import repository
 from carevault_keyservice.escrow import repository as escrow_repository
 from carevault_keyservice.models import BreakGlassRequest
 
-OPEN, APPROVED, REJECTED = "open", "approved", "rejected"
+OPEN, APPROVED, REJECTED, CLOSED = "open", "approved", "rejected", "closed"
+
+# The CarevaultBreakGlassOpened alert (charts/carevault/templates/common/prometheusrule.yaml) watches it.
+REQUESTS_OPENED = Counter("carevault_break_glass_requests_total", "Break-glass requests opened.")
 
 
 class SelfApproval(ProblemError):
@@ -29,6 +36,10 @@ class SelfApproval(ProblemError):
 
 class NotReleasable(ProblemError):
     status, code, title = 403, "not-releasable", "This request does not release a package now"
+
+
+class NoAccess(ProblemError):
+    status, code, title = 403, "break-glass-not-open", "This request gives no access to the patient's records now"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,8 @@ def describe(request: BreakGlassRequest, now: datetime | None = None) -> dict[st
         "decided_at": _utc(request.decided_at).isoformat() if request.decided_at else None,
         "expires_at": _utc(request.expires_at).isoformat() if request.expires_at else None,
         "downloads": request.downloads,
+        "closed_by": request.closed_by,
+        "closed_at": _utc(request.closed_at).isoformat() if request.closed_at else None,
     }
 
 
@@ -86,6 +99,14 @@ async def open_request(
         downloads=0,
     )
     await repository.add(session, request)
+    REQUESTS_OPENED.inc()
+    return request
+
+
+async def get(session: AsyncSession, request_id: str) -> BreakGlassRequest:
+    request = await repository.get(session, request_id)
+    if request is None:
+        raise NotFound("No such break-glass request.")
     return request
 
 
@@ -124,3 +145,30 @@ async def release(session: AsyncSession, request_id: str, *, requester: str) -> 
         ReleasedPackage(p.tenant, p.patient_id, p.key_version, p.doctor_key_id, base64.b64encode(p.package).decode("ascii"))
         for p in packages
     ]
+
+
+async def check_access(session: AsyncSession, request_id: str, *, requester: str) -> BreakGlassRequest:
+    """May ``requester`` read the patient's records under this request now? Only the
+    requester, only after the package was downloaded, only while the approval is
+    fresh and the case open. Asked by api on every read with a break-glass token."""
+    request = await get(session, request_id)
+    if requester != request.requester:
+        raise Forbidden("Only the requester reads under a break-glass request.")
+    status = _effective_status(request, datetime.now(UTC))
+    if status != APPROVED:
+        raise NoAccess(f"The request is {status}.")
+    if request.downloads == 0:
+        raise NoAccess("The escrow package has not been downloaded under this request.")
+    return request
+
+
+async def close(session: AsyncSession, request_id: str, *, closed_by: str) -> BreakGlassRequest:
+    """End a case: an open request is withdrawn, an approved one stops releasing
+    packages and giving access. A rejected or closed one stays as it is."""
+    request = await _get(session, request_id)
+    if request.status not in (OPEN, APPROVED):
+        raise Conflict(f"This request was already {request.status}.")
+    request.status = CLOSED
+    request.closed_by, request.closed_at = closed_by, datetime.now(UTC)
+    await session.flush()
+    return request

@@ -30,6 +30,14 @@ class Settings(ServiceSettings, DatabaseSettings):
     binary_json_limit: int = 1024 * 1024
     # Seconds a file transfer to or from fileservice may stall before it fails.
     file_transfer_idle_seconds: float = 60.0
+    # Longest a Binary write may take, from prepare to commit (408 beyond): the orphan
+    # sweep relies on it, since it deletes the blobs of uploads older than this.
+    binary_upload_max_seconds: int = 6 * 3600
+    # Orphan sweep: every this many seconds (0: never; the first pass runs at start),
+    # blobs whose upload began more than binary_upload_max_seconds + the grace ago
+    # and whose Binary never committed (api died in between) are deleted.
+    binary_orphan_sweep_interval_seconds: int = 600
+    binary_orphan_grace_seconds: int = 900
     # The public base URL clients use (the gateway's): the token issuer, and the
     # base of the DPoP htu.
     public_url: str = "https://127.0.0.1:8443"
@@ -57,6 +65,13 @@ class Settings(ServiceSettings, DatabaseSettings):
     webauthn_rp_id: str = ""
     webauthn_origins: list[str] = []
     webauthn_rp_name: str = "carevault"
+
+    # -- break-glass (docs/security.md, "Break-glass") --------------------------------
+    # Lifetime of the hosting doctor's patient-scoped token; it never outlives the
+    # approval window (KEYSERVICE_BREAK_GLASS_WINDOW_SECONDS), and closing the case ends it.
+    break_glass_token_ttl_seconds: int = 900
+    # Largest written request document accepted (stored encrypted through fileservice).
+    break_glass_document_max_bytes: int = 10 * 1024 * 1024
 
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
@@ -86,10 +101,16 @@ class Settings(ServiceSettings, DatabaseSettings):
             raise ValueError("jwks_uri_private_networks is a development aid and is refused outside the dev environment")
         if not 0.5 <= self.revocation_refresh_seconds <= 60:
             raise ValueError("revocation_refresh_seconds must be between 0.5 and 60")
+        if not 30 <= self.break_glass_token_ttl_seconds <= 3600:
+            raise ValueError("break_glass_token_ttl_seconds must be between 30 and 3600")
+        if not 1024 <= self.break_glass_document_max_bytes <= 32 * 1024 * 1024:
+            raise ValueError("break_glass_document_max_bytes must be between 1 KiB and 32 MiB")
         if not 30 <= self.access_token_ttl_seconds <= 3600:
             raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
         if self.is_production_like and not self.public_url.startswith("https://"):
             raise ValueError("public_url must be https")
+        if self.binary_upload_max_seconds < 1 or self.binary_orphan_sweep_interval_seconds < 0 or self.binary_orphan_grace_seconds < 0:
+            raise ValueError("binary_upload_max_seconds must be >= 1; the orphan sweep interval and grace >= 0")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         if not self.webauthn_rp_id:
             object.__setattr__(self, "webauthn_rp_id", urlsplit(self.public_url).hostname or "")

@@ -99,6 +99,8 @@ class ErasureJournalEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
-# The sign-in tables share this Base (kept in their own module); importing them here makes
-# Base.metadata complete for whoever imports this module (Alembic, the migrations check).
+# The sign-in and break-glass tables share this Base (kept in their own modules); importing
+# them here makes Base.metadata complete for whoever imports this module (Alembic, the
+# migrations check).
+from carevault_api import models_break_glass as _break_glass  # noqa: E402, F401
 from carevault_api import models_identity as _identity  # noqa: E402, F401

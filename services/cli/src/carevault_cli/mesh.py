@@ -254,38 +254,47 @@ class Mesh:
 
     def wait_ready(self, timeout: float = 60.0, services: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
+        logs = self.layout.state_dir / "logs"
         for service in services or tuple(self.processes):
             url = f"http://127.0.0.1:{self.layout.management_port(service)}/readyz"
-            while True:
-                proc = self.processes.get(service)
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{service} exited with code {proc.returncode}; see {self.layout.state_dir / 'logs'}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as resp:
-                        if resp.status == 200:
-                            break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} not ready after {timeout:.0f}s; see {self.layout.state_dir / 'logs'}")
-                time.sleep(0.1)
+            wait_until_ok(url, self.processes.get(service), deadline - time.monotonic(), name=service, logs=logs)
 
     def stop_one(self, service: str, timeout: float = 15.0) -> int | None:
         proc = self.processes.pop(service, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(proc, timeout) if proc is not None else None
 
     def stop(self) -> dict[str, int | None]:
         # Reverse start order: the edge stops taking traffic first.
         return {service: self.stop_one(service) for service in reversed(list(self.processes))}
 
 
-__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state", "seed_demo"]
+def wait_until_ok(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, *, name: str, logs: Path) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``proc`` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode}; see {logs}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - http://127.0.0.1 URLs from callers here
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} not ready after {timeout:.0f}s; see {logs}")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int | None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout``; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+__all__ = ["SERVICES", "Mesh", "MeshLayout", "migrate_all", "prepare_state", "seed_demo", "stop_process", "wait_until_ok"]

@@ -31,7 +31,7 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 8, max_overflow: int = 0) -> AsyncEngine:
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})

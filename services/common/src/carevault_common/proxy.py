@@ -61,18 +61,22 @@ STREAM_PIECE = 256 * 1024
 
 
 async def coalesce(chunks: AsyncIterator[bytes], piece: int = STREAM_PIECE) -> AsyncIterator[bytes]:
-    """Regroup a stream into pieces of at least ``piece`` bytes (the last may be shorter)."""
-    pending = bytearray()
+    """Regroup a stream into pieces of at least ``piece`` bytes (the last may be shorter);
+    each byte is copied at most once (a large chunk passes as it is)."""
+    pending: list[bytes] = []
+    size = 0
     async for chunk in chunks:
         if not pending and len(chunk) >= piece:
             yield chunk
             continue
-        pending += chunk
-        if len(pending) >= piece:
-            yield bytes(pending)
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= piece:
+            yield b"".join(pending)
             pending.clear()
+            size = 0
     if pending:
-        yield bytes(pending)
+        yield b"".join(pending)
 
 
 async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
@@ -163,6 +167,10 @@ async def ask(
         body = None
     else:
         body = _limited_stream(request, max_body_bytes)
+        if declared is not None:
+            # Passed on as declared (the server delivers exactly that many bytes, or the
+            # stream fails): the peer gets a plain body instead of chunked framing.
+            headers = {**headers, "content-length": declared}
     upstream = await peer.open(
         request.method,
         path or request.url.path,

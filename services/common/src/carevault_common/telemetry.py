@@ -80,9 +80,11 @@ SAFE_SPAN_ATTRIBUTES = frozenset(
 
 
 def _span_attributes(attributes: Any) -> dict[str, Any]:
-    kept = {k: (v if k in SAFE_SPAN_ATTRIBUTES or k.startswith("carevault.") else REDACTED) for k, v in dict(attributes or {}).items()}
-    redacted: dict[str, Any] = redact_value(kept)
-    return redacted
+    # Masked values need no filtering; kept ones still go through it.
+    return {
+        k: (redact_value(v, k) if k in SAFE_SPAN_ATTRIBUTES or k.startswith("carevault.") else REDACTED)
+        for k, v in dict(attributes or {}).items()
+    }
 
 
 def redact_span(span: ReadableSpan) -> ReadableSpan:

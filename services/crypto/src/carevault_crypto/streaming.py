@@ -150,6 +150,10 @@ class StreamingEncryptor:
 
     def update(self, chunk: _primitives.BytesLike) -> bytes:
         """Add plaintext; returns zero or more complete ciphertext segments."""
+        return b"".join(self.update_segments(chunk))
+
+    def update_segments(self, chunk: _primitives.BytesLike) -> list[bytes]:
+        """As :meth:`update`, the ciphertext segments apart (no copy to join them)."""
         if self._done:
             raise RuntimeError("encryptor already finalized")
         out: list[bytes] = []
@@ -157,7 +161,7 @@ class StreamingEncryptor:
         for segment in _full_segments(self._buf, chunk, self._seg):
             out.append(self._cipher.seal(self._index, False, segment))
             self._index += 1
-        return b"".join(out)
+        return out
 
     def finalize(self) -> bytes:
         """Encrypt the last (possibly empty) segment."""
@@ -287,11 +291,11 @@ class RandomAccessDecryptor:
         """Raises :class:`DecryptionError` if the header is malformed or doesn't match."""
         self._cipher, self.segment_size = _open_header(file_key, associated, header)
 
-    def decrypt_segment(self, index: int, ciphertext_segment: bytes, is_last: bool) -> bytes:
+    def decrypt_segment(self, index: int, ciphertext_segment: _primitives.BytesLike, is_last: bool) -> bytes:
         """Authenticate and decrypt one segment."""
         if len(ciphertext_segment) > self.segment_size + _TAG:
             raise DecryptionError
-        return self._cipher.open(index, is_last, bytes(ciphertext_segment))
+        return self._cipher.open(index, is_last, ciphertext_segment)
 
     def decrypt_range(self, rng: SegmentRange, ciphertext: bytes) -> bytes:
         """Plaintext ``[start, end)`` from the bytes ``[ciphertext_start, ciphertext_end)``."""

@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         await keyservice.start()
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        app.state.read_sessions = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
         app.state.bundles = BundleService(app.state.resources)

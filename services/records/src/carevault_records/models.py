@@ -111,3 +111,20 @@ class ErasureTombstone(Base):
     tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingUpload(Base):
+    """A Binary content upload in progress: its blob id from ``/files/prepare`` until
+    the Binary that points at it commits (the row is deleted in that transaction).
+
+    A row that outlives the longest upload marks an orphan blob (api died between
+    storing the content and committing the Binary): the sweep (api, on a timer)
+    claims it (``abandoned_at``), deletes the blob in fileservice, then the row.
+    It names no tenant, patient or Binary: a blob id and when it was handed out.
+    """
+
+    __tablename__ = "pending_uploads"
+
+    blob_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    abandoned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from carevault_records.fhir.capability import TYPE_INTERACTIONS, build_capability_statement
+from carevault_records.fhir.capability import API_SERVED_TYPES, OPERATIONS, TYPE_INTERACTIONS, build_capability_statement
 from carevault_records.fhir.compartment import DIRECTORY_TYPES, SUPPORTED_TYPES
 from carevault_records.fhir.search import FhirSearchError, parse_search_query
 from carevault_records.fhir.search_params import PATIENT_SCOPE_PARAMS, SEARCH_PARAMS
@@ -19,15 +19,19 @@ def test_the_statement_is_valid_and_lists_exactly_what_is_supported() -> None:
     assert statement["fhirVersion"] == "4.0.1"
     rest = statement["rest"][0]
     assert [i["code"] for i in rest["interaction"]] == ["transaction", "batch"]
-    assert [r["type"] for r in rest["resource"]] == sorted(SUPPORTED_TYPES)
+    assert [r["type"] for r in rest["resource"]] == sorted(SUPPORTED_TYPES | API_SERVED_TYPES.keys())
     for resource in rest["resource"]:
-        assert tuple(i["code"] for i in resource["interaction"]) == TYPE_INTERACTIONS
+        served = API_SERVED_TYPES.get(resource["type"])
+        expected = served.interactions if served is not None else TYPE_INTERACTIONS
+        assert tuple(i["code"] for i in resource["interaction"]) == expected
         assert resource["conditionalCreate"] is (resource["type"] in DIRECTORY_TYPES)
         assert resource["updateCreate"] is False
     assert build_capability_statement(update_create=True)["rest"][0]["resource"][0]["updateCreate"] is True
+    (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
+    assert [o["name"] for o in patient["operation"]] == [o.name for o in OPERATIONS] == ["everything", "rotate-key", "erase"]
 
 
-@pytest.mark.parametrize("resource_type", sorted(SUPPORTED_TYPES))
+@pytest.mark.parametrize("resource_type", sorted(SUPPORTED_TYPES - API_SERVED_TYPES.keys()))
 def test_every_listed_parameter_is_accepted_and_no_other(resource_type: str) -> None:
     statement = build_capability_statement()
     (resource,) = [r for r in statement["rest"][0]["resource"] if r["type"] == resource_type]

@@ -133,7 +133,31 @@ def _specs() -> dict[str, EventSpec]:
         EMERGENCY_OVERRIDE_STARTED,
         "an escrow package was released to the hosting doctor",
     )
+    add(
+        "breakglass.document.read",
+        "break-glass",
+        "R",
+        SECURITY_ALERT,
+        None,
+        "the written request document of a break-glass request was read",
+    )
+    add(
+        "breakglass.token.issued",
+        "break-glass",
+        "E",
+        SECURITY_ALERT,
+        EMERGENCY_OVERRIDE_STARTED,
+        "a patient-scoped break-glass access token was issued to the hosting doctor",
+    )
     add("breakglass.closed", "break-glass", "U", SECURITY_ALERT, EMERGENCY_OVERRIDE_STOPPED, "a break-glass case was closed")
+    add(
+        "breakglass.refused",
+        "break-glass",
+        "E",
+        SECURITY_ALERT,
+        None,
+        "a break-glass step was refused (step and problem code in details)",
+    )
     return {spec.name: spec for spec in specs}
 
 

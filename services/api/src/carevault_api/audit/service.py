@@ -67,6 +67,9 @@ class Actor:
     def of(cls, principal: Principal, purpose: str | None = None) -> Actor:
         # The OAuth2 Principal will carry the client, and may carry the purpose of use
         # and the consent or legal basis of the access; the dev Principal carries none.
+        # A hosting doctor's break-glass token acts for one purpose only: break the glass.
+        if principal.break_glass is not None:
+            purpose = "BTG"
         return cls(
             principal.tenant,
             principal.subject,

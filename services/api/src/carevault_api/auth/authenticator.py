@@ -91,6 +91,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
             second_factor=kind == Kind.USER and isinstance(amr, list) and not SECOND_FACTOR_AMR.isdisjoint(amr),
             patient=claims.get("patient") if isinstance(claims.get("patient"), str) else None,
             token_id=str(claims["jti"]),
+            break_glass=claims.get("break_glass") if isinstance(claims.get("break_glass"), str) else None,
         )
     except (KeyError, ValueError):
         raise InvalidToken() from None

@@ -38,6 +38,9 @@ class Principal:
     ``second_factor``: the session that issued the token passed a second factor.
     ``development``: the development bearer token (dev environment only), which
     predates consents and acts tenant-wide on FHIR data.
+    ``break_glass``: the id of the break-glass request a hosting doctor's
+    patient-scoped token was issued under (carevault_api.break_glass): such a
+    token reads the records of ``patient`` in ``tenant`` and nothing else.
     """
 
     tenant: str
@@ -50,6 +53,7 @@ class Principal:
     patient: str | None = None
     token_id: str | None = None
     development: bool = field(default=False)
+    break_glass: str | None = None
 
     def has_role(self, role: Role) -> bool:
         return role in self.roles

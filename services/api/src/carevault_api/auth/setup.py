@@ -19,6 +19,20 @@ from carevault_api.secrets import Secrets
 from carevault_api.signing.service import SigningKeys
 from carevault_api.webauthn.service import RelyingParty
 from carevault_common.replay import LocalReplayCache
+from carevault_common.settings import Environment
+
+
+def dev_authenticator(settings: Settings) -> DevTokenAuthenticator | None:
+    """The development token, in the dev environment only. Its principal acts on the
+    dev tenant's FHIR data and counts as that tenant's auditor and data-protection
+    officer (audit/permissions.py), so it must never exist anywhere else. The settings
+    refuse a token file outside dev; this refuses it again, for settings that reached
+    here without that validation (docs/security-access.md, "The development token")."""
+    if settings.dev_token_file is None:
+        return None
+    if settings.environment != Environment.DEV:
+        raise RuntimeError("the development token is refused outside the dev environment")
+    return DevTokenAuthenticator(settings.dev_token_file)
 
 
 async def start_sign_in(app: FastAPI, settings: Settings) -> None:
@@ -47,7 +61,7 @@ async def start_sign_in(app: FastAPI, settings: Settings) -> None:
         dpop_replay=dpop,
         jwks_fetcher=JwksFetcher(private_networks=settings.jwks_uri_private_networks),
     )
-    dev = DevTokenAuthenticator(settings.dev_token_file) if settings.dev_token_file else None
+    dev = dev_authenticator(settings)
     app.state.oauth = oauth
     # DPoP proofs on resource requests: verified again here, their jti kept once per replica; the
     # gateway's cache, shared through Redis, is what makes a proof single-use platform-wide.

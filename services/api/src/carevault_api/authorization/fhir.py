@@ -19,11 +19,18 @@ How api learns the patient of a request (docs/security-access.md):
    learn its patient, then deletes with the scope restricted to that patient.
 4. A search of patient data without a patient is refused (except with the
    development token): a search covers one patient at a time.
+
+A hosting doctor's break-glass token (:mod:`carevault_api.break_glass`) reads,
+searches and exports the records of its one patient, in that patient's tenant,
+and nothing else: any other patient, any write, directory data, Bundles are
+refused; a read by id naming no patient is restricted to that patient in
+records. Before each request keyservice confirms that the case still gives
+access (approved, fresh, not closed): closing the case stops the token at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,17 +40,20 @@ from carevault_api.auth.principal import Kind, Principal, Role
 from carevault_api.auth.scopes import scopes_allow
 from carevault_api.authorization.compartment import (
     DIRECTORY_TYPES,
+    OWNER_ELEMENT,
     PATIENT_PARAMS,
     is_patient_data,
     patient_from_param,
     patient_of,
 )
 from carevault_api.authorization.matrix import Permission, Reach, reaches
-from carevault_api.consents.service import consented_tenant, own_patient
+from carevault_api.consents.service import consented_read_types, consented_tenant, own_patient
 from carevault_common.db import session_scope
 from carevault_common.errors import Forbidden
 
 ANY_PATIENT = "*"
+#: Every type of a patient's records (what $everything exports).
+PATIENT_DATA_TYPES: frozenset[str] = frozenset(OWNER_ELEMENT)
 _INTERACTION = {"POST": "c", "PUT": "u", "DELETE": "d"}
 
 
@@ -59,6 +69,8 @@ class Touch:
     interaction: str  # one of c r u d s
     patient_id: str | None
     new_patient: bool = False
+    #: Patient/[id]/$everything: a read of every type of that patient's records.
+    everything: bool = False
 
     @property
     def action(self) -> str:
@@ -75,6 +87,8 @@ class Access:
     preflight_delete: Touch | None = None
     link_new_patient: bool = False
     patients: set[str] = field(default_factory=set)
+    #: $everything only: the resource types the caller may read (None: all of them).
+    resource_types: frozenset[str] | None = None
 
 
 def token_contexts(principal: Principal) -> tuple[str, ...]:
@@ -96,8 +110,8 @@ def touch_of(method: str, path: str, query: list[tuple[str, str]], body: Any, hi
     resource_type, resource_id, _ = parse_path(path)
     parts = [p for p in path.strip("/").split("/") if p]
     if method == "GET" and len(parts) == 3 and resource_type == "Patient" and parts[2] == "$everything" and resource_id:
-        # The patient's whole record (GDPR Art. 15/20): a read of that patient.
-        return Touch("Patient", "r", resource_id)
+        # The patient's whole record (GDPR Art. 15/20): a read of each type of it.
+        return Touch("Patient", "r", resource_id, everything=True)
     interaction = ("r" if resource_id else "s") if method == "GET" else _INTERACTION.get(method, "r")
     if not is_patient_data(resource_type):
         return Touch(resource_type, interaction, None)
@@ -159,13 +173,42 @@ def _owner_reference(resource: Mapping[str, Any]) -> str | None:
     return reference if isinstance(reference, str) else None
 
 
+#: Confirms that a break-glass principal's case still gives access; raises a ProblemError if not.
+CaseCheck = Callable[[Principal], Awaitable[None]]
+
+
 class FhirAuthorizer:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        # Set by the break-glass domain at start (main.py); without it every
+        # break-glass token is refused (fail closed).
+        self.break_glass_case: CaseCheck | None = None
+
+    async def _break_glass(self, principal: Principal, touch: Touch, bundle_entry: bool) -> Access:
+        patient = principal.patient
+        if patient is None or bundle_entry or touch.action != "read" or not is_patient_data(touch.resource_type):
+            raise AccessDenied("A break-glass token reads the records of its one patient, nothing else.")
+        if touch.patient_id is not None and touch.patient_id != patient:
+            raise AccessDenied("This break-glass token is for another patient.")
+        if touch.patient_id is None and touch.interaction != "r":
+            raise AccessDenied("Name the patient of this search.")
+        if self.break_glass_case is None:
+            raise AccessDenied("Break-glass access is not available.")
+        await self.break_glass_case(principal)
+        # A read by id naming no patient too: records opens no other patient's keyring.
+        return Access(principal.tenant, patient, patients={patient})
 
     def _scope_check(self, principal: Principal, touch: Touch) -> None:
         if not scopes_allow(principal.scopes, token_contexts(principal), touch.resource_type, touch.interaction):
             raise AccessDenied(f"The access token's scopes do not allow this on {touch.resource_type}.")
+
+    async def _own_tenant(self, principal: Principal, patient_id: str) -> str | None:
+        """The tenant of ``patient_id`` when the caller is that patient (or represents them)."""
+        if principal.patient == patient_id:
+            return principal.tenant
+        async with session_scope(self.sessions) as session:
+            link = await own_patient(session, principal, patient_id)
+        return link.tenant if link is not None else None
 
     async def patient_tenant(self, principal: Principal, patient_id: str, resource_type: str, action: str) -> str:
         """The tenant whose records hold ``patient_id``, if the caller may ``action`` them."""
@@ -174,18 +217,42 @@ class FhirAuthorizer:
         permission = Permission.PATIENT_DATA_READ if action == "read" else Permission.PATIENT_DATA_WRITE
         allowed = reaches(principal.roles, permission)
         if Reach.SELF in allowed:
-            if principal.patient == patient_id:
-                return principal.tenant
-            async with session_scope(self.sessions) as session:
-                link = await own_patient(session, principal, patient_id)
-            if link is not None:
-                return link.tenant
+            own = await self._own_tenant(principal, patient_id)
+            if own is not None:
+                return own
         if Reach.CONSENT in allowed:
             async with session_scope(self.sessions) as session:
                 tenant = await consented_tenant(session, principal, patient_id, resource_type, action)
             if tenant is not None:
                 return tenant
         raise AccessDenied("No consent or link gives you access to this patient's records.")
+
+    async def _everything(self, principal: Principal, patient_id: str) -> Access:
+        """``Patient/[id]/$everything``: the types of that patient's records the caller
+        may read (token scopes, and the consent for a grantee), sent to records,
+        which exports those types only. Refused when that leaves none."""
+        if principal.development:
+            return Access(principal.tenant, patient_id, patients={patient_id})
+        readable = frozenset(t for t in PATIENT_DATA_TYPES if scopes_allow(principal.scopes, token_contexts(principal), t, "r"))
+        if not readable:
+            raise AccessDenied("The access token's scopes allow reading none of a patient's records.")
+        tenant: str | None = None
+        allowed = reaches(principal.roles, Permission.PATIENT_DATA_READ)
+        if Reach.SELF in allowed:
+            tenant = await self._own_tenant(principal, patient_id)
+        if tenant is None and Reach.CONSENT in allowed:
+            async with session_scope(self.sessions) as session:
+                by_tenant = await consented_read_types(session, principal, patient_id)
+            if by_tenant:
+                tenant = principal.tenant if principal.tenant in by_tenant else sorted(by_tenant)[0]
+                consented = by_tenant[tenant]
+                readable &= PATIENT_DATA_TYPES if "*" in consented else consented
+        if tenant is None:
+            raise AccessDenied("No consent or link gives you access to this patient's records.")
+        if not readable:
+            raise AccessDenied("Your consent and scopes cover none of the types of this patient's records.")
+        types = None if readable == PATIENT_DATA_TYPES else readable
+        return Access(tenant, patient_id, patients={patient_id}, resource_types=types)
 
     async def _register(self, principal: Principal) -> bool:
         """May the caller register a new patient? Returns whether to link it to the caller."""
@@ -211,7 +278,11 @@ class FhirAuthorizer:
             raise AccessDenied(f"Your roles do not allow {permission.value}.")
 
     async def decide(self, principal: Principal, touch: Touch, *, bundle_entry: bool = False) -> Access:
+        if touch.everything and touch.patient_id is not None and not bundle_entry:
+            return await self._everything(principal, touch.patient_id)
         self._scope_check(principal, touch)
+        if principal.break_glass is not None:
+            return await self._break_glass(principal, touch, bundle_entry)
         if not is_patient_data(touch.resource_type):
             if touch.resource_type in DIRECTORY_TYPES:
                 await self._directory(principal, touch)

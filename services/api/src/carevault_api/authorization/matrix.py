@@ -37,6 +37,7 @@ class Permission(StrEnum):
     ROLES_ASSIGN = "roles.assign"
     AUDIT_READ = "audit.read"
     BREAK_GLASS = "break-glass.recover"
+    BREAK_GLASS_DECIDE = "break-glass.decide"
     PATIENT_ERASE = "patient.erase"
 
 
@@ -57,6 +58,7 @@ ADMINISTRATIVE: Final[frozenset[Permission]] = frozenset(
         Permission.ROLES_ASSIGN,
         Permission.AUDIT_READ,
         Permission.BREAK_GLASS,
+        Permission.BREAK_GLASS_DECIDE,
         Permission.PATIENT_ERASE,
     }
 )
@@ -90,6 +92,7 @@ _ROWS: Final[dict[Permission, tuple[Reach, ...]]] = {
     Permission.ROLES_ASSIGN: (_, _, _, T, P, _, _),
     Permission.AUDIT_READ: (_, _, _, T, P, _, P),
     Permission.BREAK_GLASS: (_, _, _, _, _, P, _),
+    Permission.BREAK_GLASS_DECIDE: (_, _, _, T, P, _, _),
     Permission.PATIENT_ERASE: (_, _, _, T, _, _, _),
 }
 

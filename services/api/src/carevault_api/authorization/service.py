@@ -34,6 +34,8 @@ class Grant:
 
 
 def check(principal: Principal, permission: Permission) -> Grant:
+    if principal.break_glass is not None:
+        raise Forbidden("A break-glass token reads one patient's records and nothing else.")
     reach = widest(principal.roles, permission)
     if reach == Reach.NONE or (principal.development and permission in ADMINISTRATIVE):
         raise Forbidden(f"Your roles do not allow {permission.value}.")

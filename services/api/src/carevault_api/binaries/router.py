@@ -44,11 +44,6 @@ async def _authorized(request: Request, principal: Principal, path: str, patient
 async def _upload(request: Request, security_context: str | None) -> Upload:
     """The content to store: a raw body with its own Content-Type (streamed), or a
     Binary resource in FHIR JSON with base64 data."""
-    if "idempotency-key" in request.headers:
-        raise ProblemError(
-            "Idempotency-Key is not supported on Binary yet: a retried upload would be stored twice, so it is refused.",
-            code="idempotency-not-supported",
-        )
     content_type = request.headers.get("content-type") or "application/octet-stream"
     declared = request.headers.get("content-length")
     length = int(declared) if declared is not None and declared.isdigit() else None
@@ -67,7 +62,7 @@ async def create_binary(request: Request, principal: PrincipalDep, x_security_co
     async def handle() -> Response:
         upload = await _upload(request, x_security_context)
         headers, _ = await _authorized(request, principal, "Binary", upload.patient)
-        return await _service(request).write(headers, upload, None)
+        return await _service(request).write(headers, upload, None, idempotency_key=request.headers.get("idempotency-key"))
 
     return await audited(request, principal, handle)
 
@@ -81,6 +76,11 @@ async def update_binary(
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     async def handle() -> Response:
+        if "idempotency-key" in request.headers:
+            raise ProblemError(
+                "Idempotency-Key applies to creates (POST); make an update safe to retry with If-Match.",
+                code="idempotency-key-on-update",
+            )
         upload = await _upload(request, x_security_context)
         headers, _ = await _authorized(request, principal, f"Binary/{binary_id}", upload.patient)
         return await _service(request).write(headers, upload, binary_id, if_match)

@@ -12,9 +12,18 @@ Write (POST, PUT), in this order, so that an interrupted upload leaves nothing:
    one transaction. If it fails (version conflict, key rotated, records down) the
    blob is deleted before the error is returned.
 
-The crash window (api dies between 2 and 3, or the delete in 3 fails) leaves an
-orphan blob whose key was never stored anywhere: unreadable by anyone, swept by
-operations (docs/security-files.md).
+records keeps the blob id of step 1 as a *pending upload* until the Binary of
+step 3 commits (in the same transaction). If api dies between 2 and 3, that entry
+outlives every upload (``binary_upload_max_seconds``, which bounds each write), and
+the orphan sweep (binaries/sweep.py) deletes the blob and then the entry. A failed
+write deletes its blob and entry at once.
+
+``Idempotency-Key`` on a create: the body is hashed while it streams (with its
+content type, security context and other Binary elements) and records keeps the
+key with the first answer. A key records already knows: the body is only hashed,
+never stored, and the first answer comes back (or 422 for another body). A
+duplicate racing the first: both store their content, the first commit wins, the
+other gets the first answer (its blob deleted), or 409 if both commit at once.
 
 Read: records ``/files/Binary/{id}`` (checks the patient key, unwraps the file key),
 then fileservice ``GET /blobs/{id}`` streamed back with the stored Content-Type, or
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -39,6 +49,7 @@ from starlette.responses import Response, StreamingResponse
 from carevault_api.binaries.negotiation import Representation, choose
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
+from carevault_common.clients import ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
 from carevault_common.proxy import coalesce
 
@@ -48,6 +59,11 @@ CONTENT_EXTENSION = "https://carevault.dev/fhir/StructureDefinition/binary-conte
 _PATIENT_REF = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
 # Headers of a raw Binary answer relayed from fileservice.
 _RANGE_HEADERS = ("content-length", "content-range", "accept-ranges")
+
+
+def _relayed(resp: ServiceResponse) -> Response:
+    kept = {k: v for k, v in resp.headers.items() if k.lower() in ("location", "etag", "last-modified", "content-type")}
+    return Response(resp.body, status_code=resp.status, headers=kept)
 
 
 class SecurityContextRequired(ProblemError):
@@ -74,12 +90,23 @@ def patient_reference(value: str | None) -> str:
     return value.strip()
 
 
-class CountedBody:
-    """The client's body on its way to fileservice: counted, limited, and keeping
-    the exception that stopped it (aiohttp reports only a connection error)."""
+# Between api and records only: the digest of a Binary create sent with an
+# Idempotency-Key, and the mark of an answer that is a replay of the first one.
+CONTENT_DIGEST_HEADER = "x-carevault-content-digest"
+REPLAY_HEADER = "x-carevault-idempotent-replay"
 
-    def __init__(self, source: AsyncIterable[bytes], max_bytes: int) -> None:
-        self.source, self.max_bytes = source, max_bytes
+
+class UploadTooSlow(ProblemError):
+    status, code, title = 408, "upload-too-slow", "The upload took longer than the server allows"
+
+
+class CountedBody:
+    """The client's body on its way to fileservice: counted, limited, hashed when
+    asked, and keeping the exception that stopped it (aiohttp reports only a
+    connection error)."""
+
+    def __init__(self, source: AsyncIterable[bytes], max_bytes: int, digest: Any = None) -> None:
+        self.source, self.max_bytes, self.digest = source, max_bytes, digest
         self.size = 0
         self.error: BaseException | None = None
 
@@ -89,6 +116,8 @@ class CountedBody:
                 self.size += len(chunk)
                 if self.size > self.max_bytes:
                     raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
+                if self.digest is not None:
+                    self.digest.update(chunk)
                 yield chunk
         except BaseException as exc:
             self.error = exc
@@ -102,6 +131,15 @@ class Upload:
     body: AsyncIterable[bytes] | bytes
     length: int | None
     resource: dict[str, Any]  # Binary elements to keep (JSON form), without data
+
+
+def request_digest(upload: Upload) -> Any:
+    """A SHA-256 over what makes two Binary creates the same request, content to follow."""
+    digest = hashlib.sha256()
+    elements = {k: v for k, v in upload.resource.items() if k not in ("data", "id")}
+    for part in (upload.content_type.encode(), upload.patient.encode(), orjson.dumps(elements, option=orjson.OPT_SORT_KEYS)):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest
 
 
 def binary_resource(upload: Upload, extension: dict[str, Any], size: int, binary_id: str | None) -> dict[str, Any]:
@@ -155,57 +193,105 @@ def upload_from_resource(resource: Any, header_patient: str | None) -> Upload:
 
 
 class BinaryService:
-    def __init__(self, records: RecordsClient, files: FileserviceClient, *, max_bytes: int, json_limit: int) -> None:
+    def __init__(
+        self, records: RecordsClient, files: FileserviceClient, *, max_bytes: int, json_limit: int, upload_max_seconds: float = 6 * 3600
+    ) -> None:
         self.records, self.files = records, files
         self.max_bytes, self.json_limit = max_bytes, json_limit
+        self.upload_max_seconds = upload_max_seconds
 
     # -- writes ---------------------------------------------------------------
 
-    async def store_content(self, records_headers: Mapping[str, str], upload: Upload, binary_id: str | None) -> tuple[str, dict[str, Any]]:
+    async def store_content(
+        self, records_headers: Mapping[str, str], upload: Upload, binary_id: str | None, digest: Any = None
+    ) -> tuple[str, dict[str, Any]]:
         """Steps 1 and 2: prepare under the patient key, stream to fileservice.
-        Returns the blob id and the Binary to write."""
+        Returns the blob id and the Binary to write. On failure nothing is left
+        (the blob, if any, and the pending upload are deleted)."""
         prepared = await self.records.prepare_content(records_headers, upload.patient, binary_id)
         blob_id, file_key = prepared["blobId"], prepared["fileKey"]
-        if isinstance(upload.body, bytes):
-            if len(upload.body) > self.max_bytes:
-                raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
-            size = await self.files.put_blob(blob_id, file_key, upload.body, len(upload.body))
-        else:
-            counted = CountedBody(upload.body, self.max_bytes)
-            try:
-                size = await self.files.put_blob(blob_id, file_key, counted, upload.length)
-            except ServiceUnavailable:
-                if counted.error is not None:  # the client's side failed, not fileservice
-                    raise counted.error from None
-                raise
+        try:
+            if isinstance(upload.body, bytes):
+                if len(upload.body) > self.max_bytes:
+                    raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
+                if digest is not None:
+                    digest.update(upload.body)
+                size = await self.files.put_blob(blob_id, file_key, upload.body, len(upload.body))
+            else:
+                counted = CountedBody(upload.body, self.max_bytes, digest)
+                try:
+                    size = await self.files.put_blob(blob_id, file_key, counted, upload.length)
+                except ServiceUnavailable:
+                    if counted.error is not None:  # the client's side failed, not fileservice
+                        raise counted.error from None
+                    raise
+        except BaseException:
+            await self.discard(blob_id)
+            raise
         return blob_id, binary_resource(upload, prepared["contentExtension"], size, binary_id)
 
     async def discard(self, blob_id: str) -> None:
-        """Best effort: a blob whose Binary was not written. Failing here leaves an
-        orphan that no key opens (swept; docs/security-files.md)."""
+        """Best effort, even when the request is being cancelled: delete a blob whose
+        Binary was not written (it may not exist), then its pending upload. What fails
+        here is left to the orphan sweep."""
+
+        async def both() -> None:
+            await self.files.delete_blob(blob_id)
+            await self.records.forget_pending_uploads([blob_id])
+
         try:
-            await asyncio.shield(self.files.delete_blob(blob_id))
+            await asyncio.shield(both())
         except (ProblemError, aiohttp.ClientError, TimeoutError):
-            logger.warning("orphan blob left after a failed Binary write", extra={"event": "orphan-blob", "blob_id": blob_id})
+            logger.warning("blob of a failed Binary write left to the orphan sweep", extra={"event": "orphan-blob", "blob_id": blob_id})
 
     async def write(
-        self, records_headers: Mapping[str, str], upload: Upload, binary_id: str | None, if_match: str | None = None
+        self,
+        records_headers: Mapping[str, str],
+        upload: Upload,
+        binary_id: str | None,
+        if_match: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Response:
-        blob_id, resource = await self.store_content(records_headers, upload, binary_id)
-        headers = {k: v for k, v in records_headers.items() if k not in ("content-type", "accept")}
+        headers = {k: v for k, v in records_headers.items() if k not in ("content-type", "accept", "idempotency-key")}
+        digest = None
+        if idempotency_key is not None and binary_id is None:
+            if await self.records.idempotent_binary(headers, idempotency_key, None) is not None:
+                return await self._replay(headers, upload, idempotency_key)
+            digest = request_digest(upload)
+        try:
+            async with asyncio.timeout(self.upload_max_seconds):
+                blob_id, resource = await self.store_content(headers, upload, binary_id, digest)
+        except TimeoutError:
+            raise UploadTooSlow(f"A Binary write may take at most {self.upload_max_seconds:.0f} s; nothing was stored.") from None
         headers["content-type"] = FHIR_MEDIA_TYPE
         if if_match is not None:
             headers["if-match"] = if_match
+        if digest is not None:
+            headers |= {"idempotency-key": str(idempotency_key), CONTENT_DIGEST_HEADER: digest.hexdigest()}
         method, path = ("POST", "/fhir/Binary") if binary_id is None else ("PUT", f"/fhir/Binary/{binary_id}")
         try:
             resp = await self.records.request(method, path, content=orjson.dumps(resource), headers=headers)
         except BaseException:
             await self.discard(blob_id)
             raise
-        if not resp.ok:
+        if not resp.ok or REPLAY_HEADER in resp.headers:
+            # Refused, or a duplicate that committed first: this content is not needed.
             await self.discard(blob_id)
-        kept = {k: v for k, v in resp.headers.items() if k.lower() in ("location", "etag", "last-modified", "content-type")}
-        return Response(resp.body, status_code=resp.status, headers=kept)
+        return _relayed(resp)
+
+    async def _replay(self, headers: dict[str, str], upload: Upload, idempotency_key: str) -> Response:
+        """A create whose Idempotency-Key records knows: hash the body (nothing is
+        stored) and answer as the first time, or 422 if the body differs."""
+        digest = request_digest(upload)
+        if isinstance(upload.body, bytes):
+            digest.update(upload.body)
+        else:
+            async for _ in CountedBody(upload.body, self.max_bytes, digest):
+                pass
+        resp = await self.records.idempotent_binary(headers, idempotency_key, digest.hexdigest())
+        if resp is None:  # the first request's record expired meanwhile: rare; the client retries
+            raise ServiceUnavailable("The Idempotency-Key expired during the request; send it again.")
+        return _relayed(resp)
 
     # -- reads ----------------------------------------------------------------
 

@@ -48,6 +48,34 @@ class RecordsClient(ServiceClient):
         result: dict[str, Any] = resp.json()
         return result, resp.headers.get("x-carevault-patient")
 
+    async def idempotent_binary(self, headers: Mapping[str, str], key: str, digest: str | None) -> ServiceResponse | None:
+        """Without ``digest``: an empty answer (204) if the key was never used, else a 200.
+        With it: the first answer to the same request (replayed), or records' 422 if the
+        key came with another request. None when the key is unknown."""
+        body: dict[str, str] = {"key": key}
+        if digest is not None:
+            body["digest"] = digest
+        resp = await self.request("POST", "/files/idempotency", json=body, headers=headers)
+        if resp.status == 204:
+            return None
+        if not resp.ok:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+        return resp
+
+    async def abandon_pending_uploads(self, older_than_seconds: int, limit: int) -> list[str]:
+        """Claim the uploads handed out more than ``older_than_seconds`` ago whose Binary
+        never committed; their blob ids (and those of earlier unfinished sweeps)."""
+        resp = await self.request("POST", "/files/pending/abandon", json={"olderThanSeconds": older_than_seconds, "limit": limit})
+        if resp.status != 200:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+        return [str(blob_id) for blob_id in resp.json()["blobIds"]]
+
+    async def forget_pending_uploads(self, blob_ids: list[str]) -> None:
+        """Drop the pending uploads of blobs that are gone."""
+        resp = await self.request("POST", "/files/pending/forget", json={"blobIds": blob_ids})
+        if resp.status != 200:
+            raise problem_from_peer(resp.status, resp.body, self.peer)
+
     # -- audit and erasure ---------------------------------------------------------------
 
     @staticmethod

@@ -56,6 +56,16 @@ async def consented_tenant(session: AsyncSession, principal: Principal, patient_
     return principal.tenant if principal.tenant in found else sorted(found)[0]
 
 
+async def consented_read_types(session: AsyncSession, principal: Principal, patient_id: str) -> dict[str, frozenset[str]]:
+    """Per tenant, the resource types of ``patient_id`` that the caller's active,
+    unexpired consents let it read (``*``: every type)."""
+    types: dict[str, set[str]] = {}
+    for consent in await repository.active_for(session, principal.subject, patient_id, datetime.now(UTC)):
+        if "read" in consent.actions.split():
+            types.setdefault(consent.tenant, set()).update(consent.resource_types.split())
+    return {tenant: frozenset(found) for tenant, found in types.items()}
+
+
 async def grant(session: AsyncSession, principal: Principal, body: Any) -> dict[str, Any]:
     check(principal, Permission.CONSENT_GRANT)
     parsed = parse_consent(body)

@@ -16,6 +16,8 @@ from carevault_common.errors import NotFound, ProblemError, ServiceUnavailable
 RECORDS_HEADERS = frozenset({"content-type", "accept", "if-match", "prefer", "idempotency-key", "x-patient-key"})
 # Set by records: the patients whose keyrings a request opened. Never relayed to clients.
 PATIENT_HEADER = "x-carevault-patient"
+# Set by api on $everything: the only resource types records may export.
+RESOURCE_TYPES_HEADER = "x-carevault-resource-types"
 
 
 def public_base_url(request: Request) -> str:
@@ -25,12 +27,16 @@ def public_base_url(request: Request) -> str:
 
 
 def records_headers(client_headers: dict[str, str], principal: Principal, request: Request, access: Access | None = None) -> dict[str, str]:
-    return client_headers | {
+    headers = client_headers | {
         "x-carevault-tenant": access.tenant if access is not None else principal.tenant,
         "x-carevault-principal": principal.subject,
         "x-carevault-base-url": public_base_url(request),
         "x-carevault-patient-scope": access.patient_scope if access is not None else "",
     }
+    if access is not None and access.resource_types is not None:
+        # $everything under a consent limited to some types: records exports those only.
+        headers[RESOURCE_TYPES_HEADER] = ",".join(sorted(access.resource_types))
+    return headers
 
 
 async def json_body(request: Request) -> Any:

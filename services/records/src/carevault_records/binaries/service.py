@@ -1,7 +1,8 @@
 """The records side of Binary content (api orchestrates, fileservice stores):
 
 * ``prepare``: after the patient key is checked, a fresh file key and blob id,
-  the file key wrapped under the patient keyring. Nothing is stored: api streams
+  the file key wrapped under the patient keyring. Only the blob id is kept, as a
+  pending upload (binaries/pending.py), until the Binary commits: api streams
   the content to fileservice, then writes the Binary (with the wrapped key) through
   the ordinary FHIR create/update, which checks the wrapped key again.
 * ``open``: after the patient key is checked, the Binary's blob id, unwrapped file
@@ -18,6 +19,7 @@ from typing import Any
 from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import FileKey
 from carevault_crypto.export import file_key_to_transport
+from carevault_records.binaries import pending
 from carevault_records.binaries.content import BinaryContent, InvalidBinaryContent, key_binding, read_content, unwrap_file_key
 from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import INTEGRITY_FAILURES, IntegrityFailure, ResourceGone
@@ -60,6 +62,7 @@ class BinaryFiles:
         blob_id = new_blob_id()
         file_key = FileKey.generate()
         wrapped = keyring.wrap_file_key(file_key, key_binding(blob_id))
+        await pending.open_upload(keyrings.session, blob_id)
         return PreparedContent(blob_id, file_key_to_transport(file_key), BinaryContent(blob_id, 0, wrapped))
 
     async def open(self, keyrings: RequestKeyrings, binary_id: str, version_id: int | None) -> dict[str, Any]:

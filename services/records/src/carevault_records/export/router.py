@@ -10,6 +10,8 @@ from carevault_common.mtls import require_callers
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
 from carevault_records.export.service import everything, open_export
 
+RESOURCE_TYPES_HEADER = "x-carevault-resource-types"
+
 router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))])
 
 
@@ -18,5 +20,8 @@ async def patient_everything(
     patient_id: str, request: Request, caller: CallerDep, keyrings: KeyringsDep, resources: ResourcesDep
 ) -> StreamingResponse:
     keyring = await open_export(resources, keyrings, patient_id)
-    body = everything(request.app.state.sessions, caller.tenant, patient_id, keyring, caller.base_url)
+    # api's authorization: a caller under a consent limited to some types gets those only.
+    limited = request.headers.get(RESOURCE_TYPES_HEADER)
+    types = frozenset(t for t in limited.split(",") if t) if limited is not None else None
+    body = everything(request.app.state.sessions, caller.tenant, patient_id, keyring, caller.base_url, types)
     return StreamingResponse(body, media_type=FHIR_MEDIA_TYPE)

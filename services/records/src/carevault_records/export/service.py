@@ -7,7 +7,9 @@ directory resources they reference (Practitioner, Organization...: mode
 ``include``), so that the Bundle loads as a transaction into another tenant or
 another FHIR server (docs/audit.md shows how). Binary resources of the patient,
 when they exist, are records like the others: the Bundle carries them as
-references to their content, not the file bytes.
+references to their content, not the file bytes. A caller acting under a consent
+limited to some resource types gets only those (api sends the list; the directory
+resources included are those the exported records reference).
 
 The key is checked before the first byte (a wrong key is a 403, not a truncated
 body). The body is read in one transaction of its own; on PostgreSQL it is
@@ -47,8 +49,15 @@ async def open_export(resources: ResourceService, keyrings: RequestKeyrings, pat
 
 
 async def everything(
-    sessions: async_sessionmaker[AsyncSession], tenant: str, patient_id: str, keyring: PatientKeyring, base: str
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    patient_id: str,
+    keyring: PatientKeyring,
+    base: str,
+    types: frozenset[str] | None = None,
 ) -> AsyncIterator[bytes]:
+    """``types``: only records of these types (the Patient included only if named);
+    None: every type. Records of other types are skipped before decryption."""
     async with session_scope(sessions) as session:
         assert session.bind is not None
         if session.bind.dialect.name == "postgresql":
@@ -62,13 +71,15 @@ async def everything(
             return (b"," if count else b"") + orjson.dumps(body)
 
         patient = await repository.get_current_versions(session, tenant, [("Patient", patient_id)])
-        for stored in patient:
+        for stored in patient if types is None or "Patient" in types else []:
             yield entry(codec.decode_version(tenant, stored, keyring), "match")
             count += 1
         after: tuple[str, str] | None = None
         while True:
             page = await repository.patient_page(session, tenant, patient_id, after, PAGE_SIZE)
             for stored in page:
+                if types is not None and stored.resource_type not in types:
+                    continue
                 resource = codec.decode_version(tenant, stored, keyring)
                 referenced |= _directory_references(resource)
                 yield entry(resource, "match")

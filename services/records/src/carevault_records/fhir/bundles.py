@@ -549,6 +549,17 @@ async def resolve_plan(
     return plan
 
 
+def creatable_queries(plan: TransactionPlan, *, placeholders: bool) -> list[SearchQuery]:
+    """The conditional searches whose finding nothing makes :func:`resolve_plan`
+    create a resource: every ``ifNoneExist``, and, with ``placeholders``, every
+    conditional reference a placeholder could satisfy. Two Bundles resolving one of
+    these at once must not both create (transactions/service.py serializes them)."""
+    queries = [e.if_none_exist for e in plan.entries if e.error is None and e.if_none_exist is not None]
+    if placeholders:
+        queries += [query for query in plan.conditional_references if _placeholder_identifier(query) is not None]
+    return list(dict.fromkeys(queries))
+
+
 def _settle_create(entry: PlannedEntry, existing_id: str | None) -> None:
     entry.existing_id = existing_id
     for site, key in entry._sites:
@@ -724,6 +735,7 @@ __all__ = [
     "TransactionPlan",
     "build_response_bundle",
     "conditional_query",
+    "creatable_queries",
     "new_id",
     "plan_transaction",
     "reference_sites",

@@ -2,11 +2,19 @@
 
 Types come from :mod:`.compartment`, search parameters from
 :mod:`.search_params` and :mod:`.search`, so the statement cannot drift from
-what the code accepts.
+what the code accepts. The FHIR surface is served by two services: records (the
+generic type routes, transactions, ``$everything``, ``$rotate-key``) and api,
+which serves some routes itself before its catch-all forwards the rest to
+records (``AuditEvent``, ``Consent``, Binary content, ``$erase``). Those are
+declared here too (:data:`API_SERVED_TYPES`, :data:`OPERATIONS`), and
+tests/e2e/test_capability_routes.py compares the statement with the routes both
+apps really have, so a route added or removed without this module following fails.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .compartment import DIRECTORY_TYPES, PATIENT_COMPARTMENT, SUPPORTED_TYPES
@@ -18,6 +26,76 @@ FORMATS: Final = ("application/fhir+json", "json")
 #: Instance and type interactions offered on every supported type.
 TYPE_INTERACTIONS: Final = ("read", "vread", "update", "delete", "history-instance", "create", "search-type")
 SYSTEM_INTERACTIONS: Final = ("transaction", "batch")
+
+
+@dataclass(frozen=True)
+class ApiServedType:
+    """A type whose FHIR routes api serves from its own storage; records holds none."""
+
+    interactions: tuple[str, ...]
+    #: (name, FHIR search parameter type, documentation)
+    search_params: tuple[tuple[str, str, str], ...]
+    documentation: str
+
+
+#: Types api answers itself (services/api: audit/router.py, consents/router.py).
+API_SERVED_TYPES: Final[Mapping[str, ApiServedType]] = {
+    "AuditEvent": ApiServedType(
+        ("read", "search-type"),
+        (
+            ("agent", "token", "Who acted: the principal id"),
+            ("date", "date", "When the event was recorded (ge, gt, le, lt, eq)"),
+            ("entity", "reference", "What was reached: [type]/[id] (Patient/[id] for a patient)"),
+            ("outcome", "token", "0 success, 4 the client's failure, 8 the server's"),
+            ("patient", "reference", "Whose data: the patient's own view with X-Patient-Key (then only date, _count)"),
+            ("subtype", "token", "The carevault event name (docs/audit.md)"),
+        ),
+        "The audit trail of the caller's tenant, read-only: the auditor role (second factor), or the patient with "
+        "their key (patient= and X-Patient-Key) for who accessed their records and why. Every query is itself audited.",
+    ),
+    "Consent": ApiServedType(
+        ("create", "read", "update", "delete", "search-type"),
+        (("patient", "reference", "The patient who granted the consent"),),
+        "A patient's grant of access to a practitioner or a clinic client: resource types, read and/or write, purpose, "
+        "legal basis, expiry. Granted by the patient (or a representative); an update only revokes (status inactive), "
+        "as does delete. Enforced by api on every request for that patient's data.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    resource_type: str
+    name: str
+    definition: str
+    documentation: str
+
+
+#: Operations, by type ($name in the URL).
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation(
+        "Patient",
+        "everything",
+        "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        "GET Patient/[id]/$everything with X-Patient-Key: every current record of the patient (GDPR Art. 15/20) as a searchset "
+        "Bundle, streamed, with the directory resources they reference; loadable again as a transaction. A caller acting "
+        "under a consent gets only the resource types that consent (and the token's scopes) cover.",
+    ),
+    Operation(
+        "Patient",
+        "rotate-key",
+        "https://carevault.dev/fhir/OperationDefinition/Patient-rotate-key",
+        "POST Patient/[id]/$rotate-key with the old key in X-Patient-Key and a Parameters body (newKey): rewraps the "
+        "patient's data keys, re-escrows the new key and replaces the verifier, atomically; the old key is refused afterwards.",
+    ),
+    Operation(
+        "Patient",
+        "erase",
+        "https://carevault.dev/fhir/OperationDefinition/Patient-erase",
+        "POST Patient/[id]/$erase (GDPR Art. 17), by the tenant's data-protection role with a second factor: deletes "
+        "ciphertexts, data keys, verifier, blind indexes, files and escrow; leaves an audit tombstone without content.",
+    ),
+)
 
 
 def build_capability_statement(
@@ -47,7 +125,7 @@ def build_capability_statement(
             {
                 "mode": "server",
                 "documentation": _REST_DOCUMENTATION,
-                "resource": [_resource(t, update_create) for t in sorted(SUPPORTED_TYPES)],
+                "resource": [_resource(t, update_create) for t in sorted(SUPPORTED_TYPES | API_SERVED_TYPES.keys())],
                 "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             }
         ],
@@ -80,6 +158,35 @@ BINARY_DOCUMENTATION: Final = (
 
 
 def _resource(resource_type: str, update_create: bool) -> dict[str, Any]:
+    served = API_SERVED_TYPES.get(resource_type)
+    entry = _api_served(resource_type, served) if served is not None else _records_type(resource_type, update_create)
+    operations = [
+        {"name": o.name, "definition": o.definition, "documentation": o.documentation}
+        for o in OPERATIONS
+        if o.resource_type == resource_type
+    ]
+    if operations:
+        entry["operation"] = operations
+    return entry
+
+
+def _api_served(resource_type: str, served: ApiServedType) -> dict[str, Any]:
+    return {
+        "type": resource_type,
+        "documentation": served.documentation,
+        "interaction": [{"code": code} for code in served.interactions],
+        "versioning": "no-version",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchParam": [{"name": n, "type": t, "documentation": d} for n, t, d in served.search_params],
+    }
+
+
+def _records_type(resource_type: str, update_create: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": "_id", "type": "token", "documentation": "Logical id of this artifact"},
         {"name": "_lastUpdated", "type": "date", "documentation": "ge, gt, le, lt and eq ranges on server metadata"},
@@ -110,4 +217,13 @@ def _resource(resource_type: str, update_create: bool) -> dict[str, Any]:
     return entry
 
 
-__all__ = ["FHIR_VERSION", "SYSTEM_INTERACTIONS", "TYPE_INTERACTIONS", "build_capability_statement"]
+__all__ = [
+    "API_SERVED_TYPES",
+    "FHIR_VERSION",
+    "OPERATIONS",
+    "SYSTEM_INTERACTIONS",
+    "TYPE_INTERACTIONS",
+    "ApiServedType",
+    "Operation",
+    "build_capability_statement",
+]

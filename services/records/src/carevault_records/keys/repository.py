@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_records.models import Patient
+
+PATIENTS = Patient.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMaterial:
+    """What checks and opens one patient's key: verifier and wrapped keyring."""
+
+    key_version: int
+    verifier: bytes
+    wrapped_keyring: bytes
+    escrow_keyset: str
+
+
+# Key material columns, for queries that fetch it together with a record.
+KEY_MATERIAL_COLUMNS = (PATIENTS.c.key_version, PATIENTS.c.verifier, PATIENTS.c.wrapped_keyring, PATIENTS.c.escrow_keyset)
+
+# Built once: the hot path pays neither expression building nor the ORM.
+_KEY_MATERIAL = select(*KEY_MATERIAL_COLUMNS).where(PATIENTS.c.tenant == bindparam("tenant"), PATIENTS.c.id == bindparam("patient_id"))
+
+
+def key_material(row: Any) -> KeyMaterial | None:
+    """The key material of a row selected with :data:`KEY_MATERIAL_COLUMNS` (None: no patient row)."""
+    if row.verifier is None:
+        return None
+    return KeyMaterial(row.key_version, row.verifier, row.wrapped_keyring, row.escrow_keyset)
+
+
+async def get_key_material(session: AsyncSession, tenant: str, patient_id: str) -> KeyMaterial | None:
+    connection = await session.connection()
+    row = (await connection.execute(_KEY_MATERIAL, {"tenant": tenant, "patient_id": patient_id})).one_or_none()
+    return key_material(row) if row is not None else None
 
 
 async def get_patient(session: AsyncSession, tenant: str, patient_id: str) -> Patient | None:

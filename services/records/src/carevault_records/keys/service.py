@@ -25,6 +25,7 @@ from carevault_records.errors import (
     WrongPatientKey,
 )
 from carevault_records.keys import repository
+from carevault_records.keys.repository import KeyMaterial
 
 logger = logging.getLogger("carevault.records.keys")
 
@@ -50,9 +51,14 @@ class PatientKeys:
         )
         return keyring
 
-    async def unlock(self, session: AsyncSession, tenant: str, patient_id: str, key: PatientKey) -> PatientKeyring:
+    async def unlock(
+        self, session: AsyncSession, tenant: str, patient_id: str, key: PatientKey, material: KeyMaterial | None = None
+    ) -> PatientKeyring:
+        """Check ``key`` against the patient's verifier, then open their keyring.
+        ``material``: the patient's key material when the caller fetched it already
+        (in the same query as the record), saving a round trip."""
         note_patient(patient_id)
-        patient = await repository.get_patient(session, tenant, patient_id)
+        patient = material or await repository.get_key_material(session, tenant, patient_id)
         if patient is None:
             if await erasure.is_erased(session, tenant, "Patient", patient_id):
                 raise PatientErased()
@@ -133,10 +139,10 @@ class RequestKeyrings:
         self._open[patient_id] = keyring
         return keyring
 
-    async def unlock(self, patient_id: str) -> PatientKeyring:
+    async def unlock(self, patient_id: str, material: KeyMaterial | None = None) -> PatientKeyring:
         self.admit(patient_id)
         keyring = self._open.get(patient_id)
         if keyring is None:
-            keyring = await self.keys.unlock(self.session, self.tenant, patient_id, self._require_key())
+            keyring = await self.keys.unlock(self.session, self.tenant, patient_id, self._require_key(), material)
             self._open[patient_id] = keyring
         return keyring

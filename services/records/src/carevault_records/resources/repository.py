@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carevault_records.keys.repository import KEY_MATERIAL_COLUMNS, PATIENTS, KeyMaterial, key_material
 from carevault_records.models import Resource, ResourceVersion, SearchToken
 
 
@@ -51,6 +52,58 @@ def _version(row: Any) -> VersionRow:
     return VersionRow(
         row.resource_type, row.id, row.version_id, row.patient_id, row.deleted, row.encrypted, _utc(row.last_updated), row.body
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """A resource's head, its current version, and its patient's key material
+    (None for directory data), as one query reads them."""
+
+    head: Head
+    version: VersionRow
+    key: KeyMaterial | None
+
+
+_HEADS, _VERSIONS = Resource.__table__, ResourceVersion.__table__
+
+# Built once, executed on the connection: a read is one round trip, without
+# expression building or the ORM on the hot path.
+_CURRENT = (
+    select(
+        _HEADS.c.patient_id,
+        _HEADS.c.version_id,
+        _HEADS.c.deleted,
+        _VERSIONS.c.encrypted,
+        _VERSIONS.c.last_updated,
+        _VERSIONS.c.body,
+        *KEY_MATERIAL_COLUMNS,
+    )
+    .select_from(
+        _HEADS.join(
+            _VERSIONS,
+            and_(
+                _VERSIONS.c.tenant == _HEADS.c.tenant,
+                _VERSIONS.c.resource_type == _HEADS.c.resource_type,
+                _VERSIONS.c.id == _HEADS.c.id,
+                _VERSIONS.c.version_id == _HEADS.c.version_id,
+            ),
+        ).outerjoin(PATIENTS, and_(PATIENTS.c.tenant == _HEADS.c.tenant, PATIENTS.c.id == _HEADS.c.patient_id))
+    )
+    .where(_HEADS.c.tenant == bindparam("tenant"), _HEADS.c.resource_type == bindparam("resource_type"), _HEADS.c.id == bindparam("id"))
+)
+
+
+async def get_current(session: AsyncSession, tenant: str, resource_type: str, resource_id: str) -> Current | None:
+    """Head, current version and key material of one resource, in one query."""
+    connection = await session.connection()
+    params = {"tenant": tenant, "resource_type": resource_type, "id": resource_id}
+    row = (await connection.execute(_CURRENT, params)).one_or_none()
+    if row is None:
+        return None
+    updated = _utc(row.last_updated)
+    head = Head(resource_type, resource_id, row.patient_id, row.version_id, row.deleted, updated)
+    version = VersionRow(resource_type, resource_id, row.version_id, row.patient_id, row.deleted, row.encrypted, updated, row.body)
+    return Current(head, version, key_material(row))
 
 
 async def get_head(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, *, for_update: bool = False) -> Head | None:

@@ -51,12 +51,19 @@ async def create(
 ) -> Response:
     resource, raw = await read_json(request)
     if idempotency_key is not None:
-        fingerprint = idempotency.request_hash(caller.tenant, idempotency.check_key(idempotency_key), "POST", request.url.path, raw)
+        # A Binary's body names a fresh blob each time: api sends the digest of its content instead.
+        digest = request.headers.get(idempotency.CONTENT_DIGEST_HEADER) if resource_type == "Binary" else None
+        fingerprinted = raw if digest is None else idempotency.digest_body(digest)
+        fingerprint = idempotency.request_hash(
+            caller.tenant, idempotency.check_key(idempotency_key), "POST", request.url.path, fingerprinted
+        )
         replay = await idempotency.find_replay(keyrings.session, caller.tenant, idempotency_key, fingerprint)
         if replay is not None:
             first = replay.response
             written = await resources.vread(keyrings, first["type"], first["id"], first["version"])
-            return written_response(written, replay.status)
+            response = written_response(written, replay.status)
+            response.headers[idempotency.REPLAY_HEADER] = "1"
+            return response
     written = await resources.create(keyrings, resource_type, resource)
     if idempotency_key is not None:
         reference = {"type": resource_type, "id": written.resource["id"], "version": written.version_id}

@@ -20,11 +20,13 @@ from carevault_common.errors import NotFound, ProblemError
 from carevault_crypto import PatientKey, PatientKeyring
 from carevault_records.audit_hints import note_patient
 from carevault_records.binaries.content import check_content
+from carevault_records.binaries.pending import close_upload
 from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
 from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
 from carevault_records.fhir.validation import validate_resource
+from carevault_records.keys.repository import KeyMaterial
 from carevault_records.keys.service import PatientKeys, RequestKeyrings
 from carevault_records.resources import codec, repository
 from carevault_records.resources.repository import Head, VersionRow
@@ -71,8 +73,11 @@ class ResourceService:
         return RequestKeyrings(self.keys, session, tenant, key, scope)
 
     @staticmethod
-    async def keyring_for(keyrings: RequestKeyrings, resource_type: str, patient_id: str | None) -> PatientKeyring | None:
-        """The keyring that protects ``resource_type`` of ``patient_id``; None for directory data."""
+    async def keyring_for(
+        keyrings: RequestKeyrings, resource_type: str, patient_id: str | None, material: KeyMaterial | None = None
+    ) -> PatientKeyring | None:
+        """The keyring that protects ``resource_type`` of ``patient_id``; None for directory data.
+        ``material``: that patient's key material, when already read with the record."""
         if not is_patient_data(resource_type):
             return None
         if patient_id is not None:
@@ -81,7 +86,7 @@ class ResourceService:
             raise PatientKeyRequired()
         if patient_id is None:
             raise UnknownPatient()
-        return await keyrings.unlock(patient_id)
+        return await keyrings.unlock(patient_id, material)
 
     # -- writes -----------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class ResourceService:
             keyring = await self.keyring_for(keyrings, resource_type, patient_id)
             if resource_type == "Binary":
                 assert keyring is not None
-                check_content(keyring, resource)
+                await close_upload(session, check_content(keyring, resource).blob_id)
             version, tokens = codec.encode_version(tenant, resource, version_id=1, patient_id=patient_id, keyring=keyring, now=now)
             versions.append(version)
             token_rows += [(resource_type, resource["id"], p, t, patient_id or DIRECTORY_PATIENT) for p, t in tokens]
@@ -133,7 +138,7 @@ class ResourceService:
         keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
         if resource_type == "Binary":
             assert keyring is not None
-            check_content(keyring, resource)
+            await close_upload(session, check_content(keyring, resource).blob_id)
         now = datetime.now(UTC)
         version_id = head.version_id + 1
         version, tokens = codec.encode_version(
@@ -169,12 +174,14 @@ class ResourceService:
         return head
 
     async def read(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str) -> Written:
-        head = await self._head(keyrings, resource_type, resource_id)
-        if head.deleted:
+        current = await repository.get_current(keyrings.session, keyrings.tenant, resource_type, resource_id)
+        if current is None:
+            await refuse_if_erased(keyrings.session, keyrings.tenant, resource_type, resource_id)
+            raise NotFound(f"{resource_type}/{resource_id} does not exist.")
+        if current.head.deleted:
             raise ResourceGone(f"{resource_type}/{resource_id} was deleted.")
-        keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
-        stored = await repository.get_version(keyrings.session, keyrings.tenant, resource_type, resource_id, head.version_id)
-        assert stored is not None
+        keyring = await self.keyring_for(keyrings, resource_type, current.head.patient_id, current.key)
+        stored = current.version
         return Written(codec.decode_version(keyrings.tenant, stored, keyring), stored.version_id, stored.last_updated)
 
     async def vread(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, version_id: int) -> Written:

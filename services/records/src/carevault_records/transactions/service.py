@@ -11,20 +11,29 @@ patient (plus directory data); a bundle naming two patients is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_common.errors import ProblemError
-from carevault_records.fhir.bundles import EntryResult, PlannedEntry, TransactionPlan, build_response_bundle, plan_transaction, resolve_plan
+from carevault_records.fhir.bundles import (
+    EntryResult,
+    PlannedEntry,
+    TransactionPlan,
+    build_response_bundle,
+    creatable_queries,
+    plan_transaction,
+    resolve_plan,
+)
 from carevault_records.fhir.compartment import is_directory
 from carevault_records.fhir.outcome import FhirError, outcome_for_status
 from carevault_records.fhir.search import SearchQuery
 from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources import repository
 from carevault_records.resources.service import DIRECTORY_PATIENT, ResourceService, Written
+from carevault_records.transactions.repository import lock_searches
 
 
 class OnePatientPerBundle(ProblemError):
@@ -36,8 +45,30 @@ class DirectoryResolver:
 
     def __init__(self, session: AsyncSession, tenant: str) -> None:
         self.session, self.tenant = session, tenant
+        self._found: dict[SearchQuery, Sequence[str]] = {}
+
+    async def lock_creates(self, queries: Iterable[SearchQuery]) -> None:
+        """Before resolving: the searches that would create (they match nothing yet)
+        are locked for this transaction (transactions/repository.py), so that a
+        concurrent Bundle resolving the same search waits and then finds what this
+        one created. Searches that already match are remembered, and lock nothing:
+        the common case (a loaded directory) runs without waiting."""
+        empty = []
+        for query in queries:
+            if not is_directory(query.resource_type):
+                continue
+            found = await self._search(query.resource_type, query)
+            if found:
+                self._found[query] = found
+            else:
+                empty.append(query)
+        await lock_searches(self.session, self.tenant, empty)
 
     async def find(self, resource_type: str, query: SearchQuery) -> Sequence[str]:
+        found = self._found.get(query)
+        return found if found is not None else await self._search(resource_type, query)
+
+    async def _search(self, resource_type: str, query: SearchQuery) -> Sequence[str]:
         if not is_directory(resource_type):
             raise ProblemError(
                 f"Conditional matches on {resource_type} are not supported: it is patient data.", code="conditional-on-patient-data"
@@ -66,7 +97,9 @@ class BundleService:
         plan = plan_transaction(bundle)
         if len(plan.patient_ids) > 1:
             raise OnePatientPerBundle("Send one bundle per patient, each with that patient's X-Patient-Key.")
-        await resolve_plan(plan, DirectoryResolver(keyrings.session, keyrings.tenant), placeholders=placeholders)
+        resolver = DirectoryResolver(keyrings.session, keyrings.tenant)
+        await resolver.lock_creates(creatable_queries(plan, placeholders=placeholders))
+        await resolve_plan(plan, resolver, placeholders=placeholders)
         if plan.is_transaction:
             results = await self._apply(keyrings, plan, plan.processing_order(), base_url)
         else:

@@ -308,7 +308,7 @@ class BreakGlass:
             "tenant": str(case["tenant"]),
             "kind": "user",
             "roles": [],
-            "amr": ["pwd", "otp"],
+            "amr": ["pwd", "mfa"],
             "patient": str(case["patient_id"]),
             "break_glass": str(case["id"]),
         }

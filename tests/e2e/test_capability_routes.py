@@ -20,6 +20,7 @@ from carevault_api.config import Settings as ApiSettings
 from carevault_api.main import create_app as create_api
 from carevault_records.config import Settings as RecordsSettings
 from carevault_records.fhir.capability import API_SERVED_TYPES, OPERATIONS, build_capability_statement
+from carevault_records.fhir.compartment import API_SERVED_TYPES as REFUSED_BY_RECORDS
 from carevault_records.fhir.compartment import SUPPORTED_TYPES
 from carevault_records.main import create_app as create_records
 
@@ -84,6 +85,13 @@ def served(method: str, path: str, resource_type: str | None, interaction: str |
         if route is None or (_is_generic(route) and resource_type not in SUPPORTED_TYPES):
             return False
     return interaction is None or _interaction_of(method, route.path) == interaction
+
+
+def test_records_refuses_exactly_the_types_api_serves() -> None:
+    """What ``served`` assumes: records stores none of api's types (a Consent in a
+    Bundle would otherwise be stored as patient data that api never enforces)."""
+    assert REFUSED_BY_RECORDS.keys() == API_SERVED_TYPES.keys()
+    assert not SUPPORTED_TYPES & API_SERVED_TYPES.keys()
 
 
 def test_the_catch_all_and_the_generic_routes_are_where_this_test_expects_them() -> None:

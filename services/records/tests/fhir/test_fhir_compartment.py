@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from carevault_records.fhir.compartment import (
+    API_SERVED_TYPES,
     CAREVAULT_COMPARTMENT_ADDITIONS,
     DIRECTORY_TYPES,
     PATIENT_COMPARTMENT,
@@ -12,6 +13,7 @@ from carevault_records.fhir.compartment import (
     is_patient_data,
     patient_of,
     require_patient,
+    served_by_api,
 )
 from carevault_records.fhir.outcome import FhirError
 from carevault_records.fhir.validation import model_class
@@ -24,7 +26,6 @@ R4_PATIENT_COMPARTMENT_PARAMS = {
     "CareTeam": ("patient", "participant"),
     "Claim": ("patient", "payee"),
     "Condition": ("patient", "asserter"),
-    "Consent": ("patient",),
     "DiagnosticReport": ("subject",),
     "DocumentReference": ("subject", "author"),
     "Encounter": ("patient",),
@@ -41,6 +42,8 @@ R4_PATIENT_COMPARTMENT_PARAMS = {
     "Procedure": ("patient", "performer"),
     "Provenance": ("patient",),
 }
+# In the R4 Patient compartment, but served by api from its own storage: records holds none.
+R4_SERVED_BY_API = {"Consent": ("patient",)}
 # Never in the R4 Patient compartment.
 R4_NOT_IN_PATIENT_COMPARTMENT = {"Organization", "Location", "Practitioner", "PractitionerRole", "Medication"}
 
@@ -54,6 +57,14 @@ def test_lists_follow_the_r4_compartment_definition() -> None:
     assert R4_NOT_IN_PATIENT_COMPARTMENT == DIRECTORY_TYPES
     assert not PATIENT_COMPARTMENT_TYPES & DIRECTORY_TYPES
     assert SUPPORTED_TYPES == PATIENT_COMPARTMENT_TYPES | DIRECTORY_TYPES
+    assert R4_SERVED_BY_API.keys() <= API_SERVED_TYPES.keys()
+    assert not SUPPORTED_TYPES & API_SERVED_TYPES.keys()
+
+
+def test_api_served_types_are_refused_with_the_route_to_use() -> None:
+    assert served_by_api("Observation") is None
+    reason = served_by_api("Consent", "Bundle.entry[3]")
+    assert reason is not None and reason.startswith("Bundle.entry[3]: ") and "POST /fhir/Consent" in reason
 
 
 @pytest.mark.parametrize("rule", list(PATIENT_COMPARTMENT.values()), ids=lambda r: r.resource_type)
@@ -86,7 +97,7 @@ def test_every_supported_type_is_a_resource() -> None:
         ({"resourceType": "Observation", "performer": [{"reference": "Patient/p1"}]}, None),
         ({"resourceType": "Immunization", "patient": {"reference": "Patient/p2"}}, "p2"),
         ({"resourceType": "Claim", "patient": {"reference": "Patient/p3"}}, "p3"),
-        ({"resourceType": "Consent", "patient": {"reference": "Patient/p4"}}, "p4"),
+        ({"resourceType": "Consent", "patient": {"reference": "Patient/p4"}}, None),  # served by api, not patient data here
         (
             {"resourceType": "Provenance", "target": [{"reference": "Observation/o1"}, {"reference": "Patient/p5"}]},
             "p5",

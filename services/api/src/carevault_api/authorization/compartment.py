@@ -19,7 +19,6 @@ OWNER_ELEMENT: Final[Mapping[str, str]] = {
     "CareTeam": "subject",
     "Claim": "patient",
     "Condition": "subject",
-    "Consent": "patient",
     "DiagnosticReport": "subject",
     "DocumentReference": "subject",
     "Encounter": "subject",

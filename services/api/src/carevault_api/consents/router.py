@@ -95,6 +95,13 @@ async def read(consent_id: str, principal: PrincipalDep, session: SessionDep) ->
     return _fhir(await service.read(session, principal, consent_id))
 
 
+@router.get("/{consent_id}/_history/{version_id}")
+async def vread(consent_id: str, version_id: str, principal: PrincipalDep, session: SessionDep) -> Response:
+    """The Location a create answers with points here (``Consent/{id}/_history/{vid}``)."""
+    _scoped(principal, "r")
+    return _fhir(await service.vread(session, principal, consent_id, version_id))
+
+
 @router.put("/{consent_id}")
 async def update(consent_id: str, request: Request, principal: PrincipalDep, session: SessionDep) -> Response:
     _scoped(principal, "u")

@@ -123,6 +123,16 @@ async def read(session: AsyncSession, principal: Principal, consent_id: str) -> 
     return render(record, datetime.now(UTC))
 
 
+async def vread(session: AsyncSession, principal: Principal, consent_id: str, version_id: str) -> dict[str, Any]:
+    """A version of a consent: only the current one is kept (a revocation replaces it),
+    so an older version is not found, said plainly."""
+    consent = await read(session, principal, consent_id)
+    current = consent["meta"]["versionId"]
+    if version_id != current:
+        raise NotFound(f"Only the current version of a Consent is kept: Consent/{consent_id}/_history/{current}.")
+    return consent
+
+
 async def search(session: AsyncSession, principal: Principal, patient_id: str | None) -> list[dict[str, Any]]:
     if await own_patient(session, principal, patient_id or "") is not None:
         records = await repository.search(session, tenant=None, patient_id=patient_id, grantee_id=None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import parse_qsl
 
-from .compartment import DIRECTORY_TYPES, PATIENT_COMPARTMENT, SUPPORTED_TYPES, require_patient
+from .compartment import DIRECTORY_TYPES, PATIENT_COMPARTMENT, SUPPORTED_TYPES, require_patient, served_by_api
 from .outcome import FhirError, IssueCode, operation_outcome, status_line
 from .search import (
     IndexTerm,
@@ -335,6 +335,10 @@ def _failed_entry(index: int, raw: Any, error: FhirError) -> PlannedEntry:
 
 
 def _supported(resource_type: str, at: str) -> str:
+    refusal = served_by_api(resource_type, at.split(".request", 1)[0])
+    if refusal is not None:
+        # Not a "type unknown here" 404: the type exists, but never inside a Bundle.
+        raise _fail("not-supported", refusal, at, 422)
     if resource_type not in SUPPORTED_TYPES:
         raise _fail("not-supported", f"Resource type {resource_type} is not supported by this server", at, 404)
     return resource_type

@@ -36,9 +36,13 @@ class ApiServedType:
     #: (name, FHIR search parameter type, documentation)
     search_params: tuple[tuple[str, str, str], ...]
     documentation: str
+    #: "versioned": meta.versionId is kept and vread answers for the current version
+    #: only (readHistory false); "no-version": no versions at all.
+    versioning: str = "no-version"
 
 
-#: Types api answers itself (services/api: audit/router.py, consents/router.py).
+#: Types api answers itself (services/api: audit/router.py, consents/router.py); records
+#: refuses to store them (compartment.API_SERVED_TYPES says why, and where to go instead).
 API_SERVED_TYPES: Final[Mapping[str, ApiServedType]] = {
     "AuditEvent": ApiServedType(
         ("read", "search-type"),
@@ -54,11 +58,14 @@ API_SERVED_TYPES: Final[Mapping[str, ApiServedType]] = {
         "their key (patient= and X-Patient-Key) for who accessed their records and why. Every query is itself audited.",
     ),
     "Consent": ApiServedType(
-        ("create", "read", "update", "delete", "search-type"),
+        ("create", "read", "vread", "update", "delete", "search-type"),
         (("patient", "reference", "The patient who granted the consent"),),
         "A patient's grant of access to a practitioner or a clinic client: resource types, read and/or write, purpose, "
         "legal basis, expiry. Granted by the patient (or a representative); an update only revokes (status inactive), "
-        "as does delete. Enforced by api on every request for that patient's data.",
+        "as does delete. Enforced by api on every request for that patient's data. Only the current version is "
+        "kept: vread answers for it (the Location of a create), not for older ones; no history. Refused inside "
+        "transaction and batch Bundles.",
+        versioning="versioned",
     ),
 }
 
@@ -175,7 +182,7 @@ def _api_served(resource_type: str, served: ApiServedType) -> dict[str, Any]:
         "type": resource_type,
         "documentation": served.documentation,
         "interaction": [{"code": code} for code in served.interactions],
-        "versioning": "no-version",
+        "versioning": served.versioning,
         "readHistory": False,
         "updateCreate": False,
         "conditionalCreate": False,

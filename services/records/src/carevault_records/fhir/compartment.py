@@ -7,6 +7,8 @@ key. Anything else is not supported. The lists follow the FHIR R4 (4.0.1)
 Patient CompartmentDefinition
 (http://hl7.org/fhir/R4/compartmentdefinition-patient.html), restricted to the
 types the Synthea and HL7 example data use; docs/fhir.md gives the rationale.
+``Consent`` and ``AuditEvent`` are served by api from its own storage
+(:data:`API_SERVED_TYPES`): records stores none of them, in any interaction.
 
 A compartment resource is keyed by ONE element: the compartment parameter that
 names the subject of the record (``owner``). The other parameters of the
@@ -52,7 +54,6 @@ PATIENT_COMPARTMENT: Final[Mapping[str, CompartmentRule]] = {
         _rule("CareTeam", "patient participant", "patient", "subject"),
         _rule("Claim", "patient payee", "patient", "patient"),
         _rule("Condition", "patient asserter", "patient", "subject"),
-        _rule("Consent", "patient", "patient", "patient"),
         _rule("DiagnosticReport", "subject", "subject", "subject"),
         _rule("DocumentReference", "subject author", "subject", "subject"),
         _rule("Encounter", "patient", "patient", "subject"),
@@ -82,9 +83,27 @@ DIRECTORY_TYPES: Final[frozenset[str]] = frozenset({"Organization", "Location", 
 PATIENT_COMPARTMENT_TYPES: Final[frozenset[str]] = frozenset(PATIENT_COMPARTMENT)
 SUPPORTED_TYPES: Final[frozenset[str]] = PATIENT_COMPARTMENT_TYPES | DIRECTORY_TYPES
 
+#: Types api serves itself (services/api: consents/, audit/), where it can read them
+#: without a patient key. A Consent stored here, encrypted, would look like a grant
+#: while api never sees it to enforce it, so records refuses to hold either type.
+API_SERVED_TYPES: Final[Mapping[str, str]] = {
+    "AuditEvent": "AuditEvent is written by the server only: read the audit trail with GET /fhir/AuditEvent",
+    "Consent": "Consent is served by api, not stored with patient records: grant one with POST /fhir/Consent, "
+    "read it with GET /fhir/Consent/{id}, revoke it with DELETE /fhir/Consent/{id}",
+}
+
 # A local literal reference to a Patient, optionally versioned. Absolute URLs,
 # urn:uuid and logical (identifier-only) references name no local patient.
 _PATIENT_REF = re.compile(r"Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
+
+
+def served_by_api(resource_type: str, entry: str | None = None) -> str | None:
+    """Why records refuses ``resource_type`` (api serves it), naming the Bundle
+    ``entry`` when there is one; None for a type records may store."""
+    reason = API_SERVED_TYPES.get(resource_type)
+    if reason is None:
+        return None
+    return f"{entry}: {reason}" if entry else reason
 
 
 def is_patient_data(resource_type: str) -> bool:

@@ -119,15 +119,6 @@ SEARCH_PARAMS: Final[Mapping[str, Mapping[str, SearchParam]]] = {
         P("abatement-date", "abatementDateTime:dateTime abatementPeriod:Period", "Date-related abatements (dateTime and period)"),
         P("recorded-date", "recordedDate:dateTime", "Date record was first recorded"),
     ),
-    "Consent": _params(
-        P("identifier", _IDENTIFIER, "Identifier for this record (external references)"),
-        P("status", "status:code", "draft | proposed | active | rejected | inactive | entered-in-error"),
-        P("category", "category:CodeableConcept", "Classification of the consent statement - for indexing/retrieval"),
-        P("scope", "scope:CodeableConcept", "Which of the four areas this resource covers (extensible)"),
-        P("action", "provision.action:CodeableConcept", "Actions controlled by this rule"),
-        P("date", "dateTime:dateTime", "When this Consent was created or indexed"),
-        P("period", "provision.period:Period", "Timeframe for this rule"),
-    ),
     "DiagnosticReport": _params(
         P("identifier", _IDENTIFIER, "An identifier for the report"),
         P("code", "code:CodeableConcept", "The code for the report"),
@@ -281,7 +272,6 @@ PATIENT_SCOPE_PARAMS: Final[Mapping[str, frozenset[str]]] = {
     "CareTeam": frozenset({"patient", "subject"}),
     "Claim": frozenset({"patient"}),
     "Condition": frozenset({"patient", "subject"}),
-    "Consent": frozenset({"patient"}),
     "DiagnosticReport": frozenset({"patient", "subject"}),
     "DocumentReference": frozenset({"patient", "subject"}),
     "Encounter": frozenset({"patient", "subject"}),

@@ -24,7 +24,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from ._jsonshape import check_json_shape
-from .compartment import SUPPORTED_TYPES
+from .compartment import SUPPORTED_TYPES, served_by_api
 from .outcome import FhirError, IssueCode, issue, operation_outcome, outcome_from_issues
 
 #: The FHIR release the models implement.
@@ -104,6 +104,9 @@ def validate_resource(
             f"resourceType {resource_type} does not match the {expected_type} endpoint",
             f"{head}.resourceType",
         )
+    refusal = served_by_api(resource_type, expression_prefix)
+    if refusal is not None:
+        raise FhirValidationError(operation_outcome("error", "not-supported", refusal, f"{head}.resourceType"), status=422)
     if resource_type not in supported_types:
         known = _is_known_type(resource_type)
         raise FhirValidationError(

@@ -11,10 +11,25 @@ from starlette.responses import Response
 from carevault_common.errors import FHIR_MEDIA_TYPE, ProblemError
 from carevault_common.mtls import require_callers
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
+from carevault_records.fhir.compartment import served_by_api
+from carevault_records.fhir.outcome import FhirError, operation_outcome
 from carevault_records.idempotency import service as idempotency
 from carevault_records.resources.service import Written
 
-router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))])
+
+
+def not_served_by_api(request: Request) -> None:
+    """api answers its own types (Consent, AuditEvent) before relaying; whatever of them
+    still reaches records (``Consent/{id}/_history``, a caller other than api's routes)
+    finds nothing stored here and is told where the type is served."""
+    resource_type = request.path_params.get("resource_type")
+    refusal = served_by_api(resource_type) if isinstance(resource_type, str) else None
+    if refusal is not None:
+        status = 422 if request.method in ("POST", "PUT") else 404
+        raise FhirError(operation_outcome("error", "not-supported", refusal), status=status)
+
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api")), Depends(not_served_by_api)])
 
 MAX_JSON_BYTES = 32 * 1024 * 1024
 

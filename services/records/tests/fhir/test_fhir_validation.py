@@ -10,7 +10,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from carevault_records.fhir.compartment import SUPPORTED_TYPES
+from carevault_records.fhir.compartment import API_SERVED_TYPES, SUPPORTED_TYPES
 from carevault_records.fhir.validation import FhirValidationError, validate_resource
 
 OBSERVATION: dict[str, Any] = {
@@ -162,11 +162,13 @@ def test_hl7_r4_examples_validate(shared_data: Path) -> None:
         if resource["resourceType"] in SUPPORTED_TYPES:
             assert validate_resource(resource) == resource["resourceType"], path.name
             supported += 1
-        else:  # AuditEvent: valid FHIR, not kept by carevault
-            assert _outcome_of(resource).status == 404
+        else:  # AuditEvent, Consent: valid FHIR, served by api, never stored by records
+            refused = _outcome_of(resource)
+            assert refused.status == 422
+            assert refused.outcome["issue"][0]["diagnostics"] == API_SERVED_TYPES[resource["resourceType"]]
             assert validate_resource(resource, supported_types={resource["resourceType"]})
             unsupported += 1
-    assert (supported, unsupported) == (33, 4)  # the two Binary examples are supported (files)
+    assert (supported, unsupported) == (29, 8)  # the two Binary examples are supported (files)
 
 
 @pytest.mark.shared_data

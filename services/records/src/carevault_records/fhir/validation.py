@@ -104,10 +104,10 @@ def validate_resource(
             f"resourceType {resource_type} does not match the {expected_type} endpoint",
             f"{head}.resourceType",
         )
-    refusal = served_by_api(resource_type, expression_prefix)
-    if refusal is not None:
-        raise FhirValidationError(operation_outcome("error", "not-supported", refusal, f"{head}.resourceType"), status=422)
     if resource_type not in supported_types:
+        refusal = served_by_api(resource_type, expression_prefix)
+        if refusal is not None:  # a type that exists here, served by api (never inside records)
+            raise FhirValidationError(operation_outcome("error", "not-supported", refusal, f"{head}.resourceType"), status=422)
         known = _is_known_type(resource_type)
         raise FhirValidationError(
             operation_outcome(

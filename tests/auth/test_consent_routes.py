@@ -29,7 +29,17 @@ async def _observations(session: Session, patient_id: str, key: str) -> int:
 async def test_a_consent_or_audit_event_in_a_bundle_is_refused_and_stores_nothing(mesh: RunningMesh) -> None:
     patient, patient_id, key, _obs = await patient_with_record(mesh)
     client_id, private = await make_backend_client(mesh, "demo")
-    consent = consent_body(patient_id, client_id)
+    # A valid R4 Consent (scope and category too, which api's own route does not need):
+    # records would accept it, were it not api's type.
+    granted = consent_body(patient_id, client_id)
+    granted["provision"]["actor"][0]["role"] = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]
+    }
+    consent = {
+        **granted,
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+    }
     audit_event = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},

@@ -54,7 +54,9 @@ async def test_a_consent_or_audit_event_in_a_bundle_is_refused_and_stores_nothin
         {"resource": observation(patient_id), "request": {"method": "POST", "url": "Observation"}},
         {"resource": consent, "request": {"method": "POST", "url": "Consent"}},
     ]
-    transaction = await patient.request("POST", "/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}, headers=headers)
+    transaction = await patient.request(
+        "POST", "/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}, headers=headers
+    )
     assert transaction.status_code == 422, transaction.text
     issue = transaction.json()["issue"][0]
     assert issue["code"] == "not-supported"

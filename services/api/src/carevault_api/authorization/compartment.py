@@ -1,7 +1,7 @@
 """Which FHIR types are patient data, and which element names their patient.
 
 api's own copy of records' compartment table (services never import each
-other): only what authorization needs. tests/security/test_fhir_access.py
+other): only what authorization needs. tests/security/test_permission_matrix_doc.py
 checks it against records' table so the two cannot drift.
 """
 

@@ -111,7 +111,7 @@ async def bulk_rewrap_through_the_api(
     assert exported.headers["cache-control"] == "no-store"
     lines = exported.text.splitlines()
     # The count announced is the count streamed (a cut stream would show).
-    assert len(lines) == int(exported.headers["x-carevault-escrow-packages"]) == _coverage_of(before, dev_id)["packages"]
+    assert len(lines) == int(exported.headers["escrow-packages"]) == _coverage_of(before, dev_id)["packages"]
     assert any(json.loads(line)["patient_id"] == idle.patient_id for line in lines)
     export_file = tmp_path / "export.jsonl"
     export_file.write_text(exported.text)

@@ -34,7 +34,8 @@ async def export(
     doctor_key_id: Annotated[str, Query(pattern=DOCTOR_KEY_ID)], request: Request, principal: PrincipalDep, service: Service
 ) -> StreamingResponse:
     started = await service.export(request, principal, doctor_key_id)
-    headers = {"cache-control": "no-store", "x-carevault-escrow-packages": str(started.packages)}
+    # Not x-carevault-*: the gateway keeps those headers inside the mesh.
+    headers = {"cache-control": "no-store", "escrow-packages": str(started.packages)}
     return StreamingResponse(started.lines, media_type=JSON_LINES, headers=headers)
 
 

@@ -51,10 +51,6 @@ async def packages_for_doctor_key(session: AsyncSession, doctor_key_id: str, aft
     return list(rows.scalars())
 
 
-async def has_key_version(session: AsyncSession, tenant: str, patient_id: str, key_version: int) -> bool:
-    return bool(await doctor_keys_with_package(session, tenant, patient_id, key_version))
-
-
 async def all_patients(session: AsyncSession) -> list[tuple[str, str]]:
     """Every (tenant, patient id) with a package (for the erasure replay)."""
     rows = await session.execute(select(EscrowPackage.tenant, EscrowPackage.patient_id).distinct())

@@ -416,6 +416,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         any_reach(Permission.BREAK_GLASS),
         also_allowed=frozenset({422}),
     ),
+    # bulk re-escrow: counts only (export and upload: tests/e2e/test_doctor_key_rotation.py)
+    Endpoint(
+        "GET /admin/escrow/coverage", lambda w, a, p: send(w, a, "GET", "/admin/escrow/coverage"), any_reach(Permission.ESCROW_MANAGE)
+    ),
 )
 # Clinic software only: token introspection is for backend clients, within their tenant.
 INTROSPECTION = Endpoint("POST /oauth2/introspect (the patient's token)", introspect, lambda w, a, p: True, content_ok=introspection_active)

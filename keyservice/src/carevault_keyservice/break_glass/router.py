@@ -134,6 +134,26 @@ async def export_packages(
     }
 
 
+@router.get("/escrow-coverage")
+async def escrow_coverage(session: SessionDep, request: Request) -> dict[str, object]:
+    """Counts only (never a package): patient key versions escrowed, packages per doctor
+    key, and which keys are active, to check a re-escrow before retiring the old key."""
+    key_versions, per_key = await escrow_repository.coverage(session)
+    active = {k.key_id for k in request.app.state.doctor_keys.keyset().keys}
+    return {
+        "key_versions": key_versions,
+        "doctor_keys": [
+            {
+                "doctor_key_id": key_id,
+                "active": key_id in active,
+                "packages": per_key.get(key_id, 0),
+                "missing": key_versions - per_key.get(key_id, 0),
+            }
+            for key_id in sorted(active | set(per_key))
+        ],
+    }
+
+
 @router.post("/escrow-uploads")
 async def upload_packages(body: EscrowUpload, session: SessionDep, request: Request) -> dict[str, int]:
     items = [rewrap.UploadedPackage(i.tenant, i.patient_id, i.key_version, i.doctor_key_id, i.package) for i in body.packages]

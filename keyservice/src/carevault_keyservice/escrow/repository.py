@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_keyservice.models import EscrowPackage
@@ -51,11 +51,17 @@ async def packages_for_doctor_key(session: AsyncSession, doctor_key_id: str, aft
     return list(rows.scalars())
 
 
-async def has_key_version(session: AsyncSession, tenant: str, patient_id: str, key_version: int) -> bool:
-    return bool(await doctor_keys_with_package(session, tenant, patient_id, key_version))
-
-
 async def all_patients(session: AsyncSession) -> list[tuple[str, str]]:
     """Every (tenant, patient id) with a package (for the erasure replay)."""
     rows = await session.execute(select(EscrowPackage.tenant, EscrowPackage.patient_id).distinct())
     return [(tenant, patient_id) for tenant, patient_id in rows.all()]
+
+
+async def coverage(session: AsyncSession) -> tuple[int, dict[str, int]]:
+    """How many patient key versions are escrowed at all, and how many packages each
+    doctor key has (at most one per key version: a key is complete when its count
+    equals the first number)."""
+    versions = select(EscrowPackage.tenant, EscrowPackage.patient_id, EscrowPackage.key_version).distinct().subquery()
+    total = int((await session.execute(select(func.count()).select_from(versions))).scalar_one())
+    rows = await session.execute(select(EscrowPackage.doctor_key_id, func.count()).group_by(EscrowPackage.doctor_key_id))
+    return total, {str(key_id): int(count) for key_id, count in rows.all()}

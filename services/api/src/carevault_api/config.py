@@ -72,6 +72,9 @@ class Settings(ServiceSettings, DatabaseSettings):
     break_glass_token_ttl_seconds: int = 900
     # Largest written request document accepted (stored encrypted through fileservice).
     break_glass_document_max_bytes: int = 10 * 1024 * 1024
+    # Largest bulk re-escrow upload (JSON lines, one call to keyservice, at most 10,000
+    # packages): split a larger one into several files.
+    escrow_upload_max_bytes: int = 32 * 1024 * 1024
 
     # -- audit trail (docs/audit.md) --------------------------------------------------
     # The Ed25519 key that signs checkpoints of the chain head (a mounted Secret; never
@@ -105,6 +108,8 @@ class Settings(ServiceSettings, DatabaseSettings):
             raise ValueError("break_glass_token_ttl_seconds must be between 30 and 3600")
         if not 1024 <= self.break_glass_document_max_bytes <= 32 * 1024 * 1024:
             raise ValueError("break_glass_document_max_bytes must be between 1 KiB and 32 MiB")
+        if not 1024 <= self.escrow_upload_max_bytes <= 64 * 1024 * 1024:
+            raise ValueError("escrow_upload_max_bytes must be between 1 KiB and 64 MiB")
         if not 30 <= self.access_token_ttl_seconds <= 3600:
             raise ValueError("access_token_ttl_seconds must be between 30 and 3600")
         if self.is_production_like and not self.public_url.startswith("https://"):

@@ -25,6 +25,8 @@ from carevault_api.clients.records import RecordsClient
 from carevault_api.config import Settings
 from carevault_api.consents.router import router as consent_router
 from carevault_api.erasure.router import router as erasure_router
+from carevault_api.escrow_admin.router import router as escrow_admin_router
+from carevault_api.escrow_admin.service import EscrowAdmin
 from carevault_api.fhir.router import router as fhir_router
 from carevault_api.oauth.router import router as oauth_router
 from carevault_api.webauthn.router import router as webauthn_router
@@ -78,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.audit,
             BreakGlassSettings(settings.break_glass_token_ttl_seconds, settings.break_glass_document_max_bytes),
         )
+        app.state.escrow_admin = EscrowAdmin(keys, settings.escrow_upload_max_bytes)
         await reseal_document_keys(app.state.sessions, app.state.secrets)
         # Reads with a hosting doctor's break-glass token: keyservice confirms the case each time.
         app.state.fhir_authorizer.break_glass_case = app.state.break_glass.check_case
@@ -111,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webauthn_router, dependencies=from_gateway)
     app.include_router(consent_router, dependencies=from_gateway)
     app.include_router(break_glass_router, dependencies=from_gateway)
+    app.include_router(escrow_admin_router, dependencies=from_gateway)
     # api's own FHIR routes before the catch-all, which forwards everything else to
     # records. Binary: the generic FHIR routes would send its content to records.
     app.include_router(binaries_router, dependencies=from_gateway)

@@ -118,6 +118,11 @@ def _specs() -> dict[str, EventSpec]:
     ):
         action = "C" if name.endswith((".create", ".grant")) else "D" if name.endswith((".delete", ".revoke")) else "U"
         add(name, "admin", action, type_, None, summary)
+    # Bulk re-escrow to a new hosting-doctor key (recorded by the escrow_admin domain): counts only.
+    add("admin.escrow.export", "admin", "R", SECURITY_ALERT, None, "the escrow packages sealed to one doctor key were exported")
+    add("admin.escrow.upload.attempt", "admin", "C", SECURITY_ALERT, None, "before rewrapped escrow packages are sent to keyservice")
+    add("admin.escrow.upload", "admin", "C", SECURITY_ALERT, None, "rewrapped escrow packages were stored (counts in details)")
+    add("admin.escrow.refused", "admin", "E", SECURITY_ALERT, None, "an escrow export or upload was refused (step and problem code)")
     # A user's own second factors (recorded by the WebAuthn domain through audit.record).
     add("account.webauthn.register", "admin", "C", USER_SECURITY_ATTRIBUTES_CHANGED, None, "a user registered a WebAuthn credential")
     add("account.webauthn.remove", "admin", "D", USER_SECURITY_ATTRIBUTES_CHANGED, None, "a user removed a WebAuthn credential")

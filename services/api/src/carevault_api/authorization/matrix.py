@@ -39,6 +39,7 @@ class Permission(StrEnum):
     BREAK_GLASS = "break-glass.recover"
     BREAK_GLASS_DECIDE = "break-glass.decide"
     PATIENT_ERASE = "patient.erase"
+    ESCROW_MANAGE = "escrow.manage"
 
 
 class Reach(StrEnum):
@@ -60,6 +61,7 @@ ADMINISTRATIVE: Final[frozenset[Permission]] = frozenset(
         Permission.BREAK_GLASS,
         Permission.BREAK_GLASS_DECIDE,
         Permission.PATIENT_ERASE,
+        Permission.ESCROW_MANAGE,
     }
 )
 
@@ -94,6 +96,7 @@ _ROWS: Final[dict[Permission, tuple[Reach, ...]]] = {
     Permission.BREAK_GLASS: (_, _, _, _, _, P, _),
     Permission.BREAK_GLASS_DECIDE: (_, _, _, T, P, _, _),
     Permission.PATIENT_ERASE: (_, _, _, T, _, _, _),
+    Permission.ESCROW_MANAGE: (_, _, _, _, P, _, _),
 }
 
 MATRIX: Final[dict[Permission, dict[Role, Reach]]] = {

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+import orjson
+
 from carevault_common.clients import ServiceClient
-from carevault_common.errors import problem_from_peer
+from carevault_common.errors import ServiceUnavailable, problem_from_peer
 
 
 class KeyserviceClient(ServiceClient):
@@ -40,3 +43,31 @@ class KeyserviceClient(ServiceClient):
 
     async def close_request(self, request_id: str, *, closed_by: str) -> dict[str, Any]:
         return await self._call("POST", f"/requests/{request_id}/close", {"closed_by": closed_by})
+
+    # -- bulk re-escrow (the doctor tool's input and output; escrow_admin) --------------
+
+    async def export_page(self, doctor_key_id: str, after: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the packages sealed to ``doctor_key_id`` and where the next starts."""
+        params = {"doctor_key_id": doctor_key_id, "after": str(after), "limit": str(limit)}
+        page = await self._call("GET", "/escrow-export", params=params)
+        next_after = page["next_after"]
+        return list(page["packages"]), (int(next_after) if next_after is not None else None)
+
+    async def escrow_coverage(self) -> dict[str, Any]:
+        return await self._call("GET", "/escrow-coverage")
+
+    async def upload_packages(self, packages: list[dict[str, Any]], timeout_seconds: float) -> dict[str, int]:
+        """All packages in one call: keyservice checks and stores them in one transaction
+        (a bad one stores none). Not retried (a POST); repeating it is safe (idempotent)."""
+        resp = await self.open("POST", "/break-glass/escrow-uploads", body=orjson.dumps({"packages": packages}),
+                               headers={"content-type": "application/json"}, timeout_seconds=timeout_seconds)  # fmt: skip
+        try:
+            payload = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ServiceUnavailable(f"The {self.peer} service is unavailable.") from exc
+        finally:
+            resp.release()
+        if resp.status != 200:
+            raise problem_from_peer(resp.status, payload, self.peer)
+        answer = orjson.loads(payload)
+        return {"added": int(answer["added"]), "already_present": int(answer["already_present"])}

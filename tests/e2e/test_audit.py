@@ -9,16 +9,9 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from tests.audit_support import create_patient, events_since, last_seq, observation, pseudonym, verify
 from tests.support import RunningMesh, canary, new_patient_key
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> Any:
-    async with mesh.fhir() as client:
-        yield client
 
 
 async def test_every_health_data_endpoint_leaves_exactly_the_documented_events(fhir: httpx.AsyncClient, mesh: RunningMesh) -> None:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from carevault_common.auditchain import EventContent, event_hash
@@ -203,9 +202,3 @@ async def test_verify_refuses_without_reading_a_forged_checkpoint(mesh: RunningM
         assert ("checkpoint", cp[0]) in findings(verify(mesh))
     finally:
         await mesh.db_execute("api", "UPDATE audit_checkpoints SET signature = $1 WHERE seq = $2", bytes(cp[1]), cp[0])
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with mesh.fhir() as client:
-        yield client

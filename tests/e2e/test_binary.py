@@ -34,18 +34,6 @@ OBSERVATION_ATTACHMENT = "https://carevault.dev/fhir/StructureDefinition/observa
 TYPES = {".pdf": "application/pdf", ".jpg": "image/jpeg", ".dcm": "application/dicom", ".txt": "text/plain"}
 
 
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with mesh.fhir(timeout=300) as client:
-        yield client
-
-
-@pytest.fixture
-async def patient(fhir: httpx.AsyncClient) -> tuple[str, str]:
-    key = new_patient_key()
-    return key, await create_patient(fhir, key)
-
-
 def content_with_canary(size: int) -> bytes:
     """Random bytes with a canary inside (when there is room): it must never be found at rest."""
     data = bytearray(os.urandom(size))

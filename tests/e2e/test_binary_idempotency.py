@@ -11,26 +11,12 @@ import os
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from tests.e2e.binary_crash import pending_uploads
 from tests.e2e.test_binary import blob_rows, download
-from tests.e2e.test_records import create_patient
-from tests.support import RunningMesh, new_patient_key
+from tests.support import RunningMesh
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with mesh.fhir(timeout=300) as client:
-        yield client
-
-
-@pytest.fixture
-async def patient(fhir: httpx.AsyncClient) -> tuple[str, str]:
-    key = new_patient_key()
-    return key, await create_patient(fhir, key)
 
 
 async def binaries(mesh: RunningMesh) -> int:

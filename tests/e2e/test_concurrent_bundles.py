@@ -13,9 +13,8 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from tests.support import RunningMesh, new_patient_key
+from tests.support import new_patient_key
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 SYNTHEA = "https://github.com/synthetichealth/synthea"
@@ -23,12 +22,6 @@ BUNDLES = 6
 # Enough entries that each Bundle spends a while between its search and its commit,
 # as a Synthea bundle does: the window in which the other Bundles search too.
 OBSERVATIONS = 80
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> Any:
-    async with mesh.fhir() as client:
-        yield client
 
 
 def patient_bundle(npi: str, organization_id: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import asyncio
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ from tests.fhir_loader import comparable
 from tests.support import RunningMesh, canary, drop_databases, free_port_offset, new_patient_key, running_mesh
 
 FHIR_JSON = {"content-type": "application/fhir+json"}
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> AsyncIterator[httpx.AsyncClient]:
-    async with mesh.fhir() as client:
-        yield client
 
 
 async def make_record(fhir: httpx.AsyncClient, key: str) -> tuple[str, list[str]]:

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support import RunningMesh, canary, new_patient_key
 
@@ -35,12 +34,6 @@ async def create_patient(fhir: httpx.AsyncClient, key: str) -> str:
     assert resp.status_code == 201, resp.text
     patient_id: str = resp.json()["id"]
     return patient_id
-
-
-@pytest.fixture
-async def fhir(mesh: RunningMesh) -> Any:
-    async with mesh.fhir() as client:
-        yield client
 
 
 def without_server_fields(resource: dict[str, Any]) -> dict[str, Any]:

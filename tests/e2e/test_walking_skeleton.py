@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -9,6 +10,7 @@ import time
 
 import httpx
 
+from carevault_common.app import READINESS_CACHE_SECONDS
 from tests.support import RunningMesh
 
 SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
@@ -16,6 +18,10 @@ SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
 
 async def test_one_trace_id_in_every_hop(mesh: RunningMesh) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    # Each service answers readiness from a cache at most READINESS_CACHE_SECONDS old
+    # (the mesh's own start-up polling may just have filled it): let the caches expire
+    # so that this health check fans out through every hop.
+    await asyncio.sleep(READINESS_CACHE_SECONDS * 1.5)
     async with mesh.client() as client:
         resp = await client.get("/healthz", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     assert resp.status_code == 200

@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
-from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.app import add_readiness_check, attach_database, build_app, lifespan_marker, mesh_router
 from carevault_fileservice.blobs.router import router as blobs_router
 from carevault_fileservice.blobs.service import BlobService
 from carevault_fileservice.config import Settings
@@ -18,13 +17,10 @@ from carevault_fileservice.storage import BlobStore, build_store
 def create_app(settings: Settings, store: BlobStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
+        engine = attach_database(app, settings)
         blob_store = store or build_store(settings)
         await blob_store.start()
-        app.state.engine = engine
-        app.state.sessions = session_factory(engine)
         app.state.blobs = BlobService(blob_store, max_bytes=settings.max_blob_bytes, segment_size=settings.segment_size)
-        add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "blob-store", blob_store.ready)
         try:
             async for _ in lifespan_marker(app):

@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
-from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.app import add_readiness_check, attach_database, build_app, lifespan_marker, mesh_router
 from carevault_keyservice.break_glass.router import router as break_glass_router
 from carevault_keyservice.config import Settings
 from carevault_keyservice.escrow.doctor_keys import DoctorKeyDirectory
@@ -18,10 +17,7 @@ from carevault_keyservice.escrow.router import router as escrow_router
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
-        app.state.engine = engine
-        app.state.sessions = session_factory(engine)
-        add_readiness_check(app, "database", lambda: database_ready(engine))
+        engine = attach_database(app, settings)
         add_readiness_check(app, "doctor-keys", _has_doctor_keys)
         try:
             async for _ in lifespan_marker(app):

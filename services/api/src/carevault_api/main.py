@@ -30,8 +30,7 @@ from carevault_api.escrow_admin.service import EscrowAdmin
 from carevault_api.fhir.router import router as fhir_router
 from carevault_api.oauth.router import router as oauth_router
 from carevault_api.webauthn.router import router as webauthn_router
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
-from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.app import add_readiness_check, attach_database, build_app, lifespan_marker, mesh_router
 from carevault_common.mtls import client_context_for, require_callers
 
 MIB = 1024 * 1024
@@ -40,7 +39,7 @@ MIB = 1024 * 1024
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
+        engine = attach_database(app, settings)
         context = client_context_for(settings)
         # A transaction of thousands of entries is one call: allow it time.
         records = RecordsClient("records", settings.records_url, context, timeout_seconds=120)
@@ -53,8 +52,6 @@ def create_app(settings: Settings) -> FastAPI:
         keys = KeyserviceClient("keyservice", settings.keyservice_url, context)
         for client in (records, files, keys):
             await client.start()
-        app.state.engine = engine
-        app.state.sessions = session_factory(engine)
         app.state.records, app.state.files, app.state.keys = records, files, keys
         app.state.binaries = BinaryService(
             records,
@@ -84,7 +81,6 @@ def create_app(settings: Settings) -> FastAPI:
         await reseal_document_keys(app.state.sessions, app.state.secrets)
         # Reads with a hosting doctor's break-glass token: keyservice confirms the case each time.
         app.state.fhir_authorizer.break_glass_case = app.state.break_glass.check_case
-        add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "records", records.is_ready)
         add_readiness_check(app, "fileservice", files.is_ready)
         add_readiness_check(app, "keyservice", keys.is_ready)

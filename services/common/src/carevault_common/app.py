@@ -12,11 +12,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
+from carevault_common.db import create_engine, database_ready, session_factory
 from carevault_common.errors import install_error_handlers
 from carevault_common.logging import configure_logging
-from carevault_common.settings import ServiceSettings
+from carevault_common.settings import DatabaseSettings, ServiceSettings
 from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
 
 
@@ -57,6 +59,16 @@ def build_app(
 
 def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
     app.state.readiness_checks.append((name, check))
+
+
+def attach_database(app: FastAPI, settings: DatabaseSettings) -> AsyncEngine:
+    """For lifespans: the service's engine, its session factory on ``app.state.sessions``
+    and the "database" readiness check. The lifespan disposes of the engine it returns."""
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    add_readiness_check(app, "database", lambda: database_ready(engine))
+    return engine
 
 
 async def _run_check(check: ReadinessCheck) -> bool:

@@ -9,8 +9,8 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from carevault_common.app import add_readiness_check, build_app, lifespan_marker, mesh_router
-from carevault_common.db import create_engine, database_ready, session_factory
+from carevault_common.app import add_readiness_check, attach_database, build_app, lifespan_marker, mesh_router
+from carevault_common.db import session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
 from carevault_records.audit_hints import PatientHintMiddleware
@@ -34,18 +34,15 @@ from carevault_records.transactions.service import BundleService
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
+        engine = attach_database(app, settings)
         keyservice = KeyserviceClient("keyservice", settings.keyservice_url, client_context_for(settings))
         keyservice.keyset_ttl_seconds = settings.escrow_keyset_ttl_seconds
         await keyservice.start()
-        app.state.engine = engine
-        app.state.sessions = session_factory(engine)
         app.state.read_sessions = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
         app.state.bundles = BundleService(app.state.resources)
         app.state.binaries = BinaryFiles(app.state.resources)
-        add_readiness_check(app, "database", lambda: database_ready(engine))
         add_readiness_check(app, "keyservice", keyservice.is_ready)
         try:
             async for _ in lifespan_marker(app):

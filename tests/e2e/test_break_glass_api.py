@@ -225,11 +225,19 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     search = await glass.request("GET", f"/fhir/Observation?subject=Patient/{patient.patient_id}", headers=with_key)
     assert search.status_code == 200 and len(search.json()["entry"]) == len(patient.records)
     assert (await glass.request("GET", f"/fhir/Patient/{patient.patient_id}", headers=with_key)).status_code == 200
+    everything = await glass.request("GET", f"/fhir/Patient/{patient.patient_id}/$everything", headers=with_key)
+    assert everything.status_code == 200, everything.text
+    exported = {e["resource"]["id"] for e in everything.json()["entry"]}
+    assert {r["id"] for r in patient.records} | {patient.patient_id} <= exported
 
     # Refused: another patient (named, or read by id), any write, administration, the doctor's own token on FHIR data.
     other_obs = neighbour.records[0]["id"]
     neighbour_key = {"x-patient-key": neighbour.key}
-    for path in (f"/fhir/Patient/{neighbour.patient_id}", f"/fhir/Observation?subject=Patient/{neighbour.patient_id}"):
+    for path in (
+        f"/fhir/Patient/{neighbour.patient_id}",
+        f"/fhir/Observation?subject=Patient/{neighbour.patient_id}",
+        f"/fhir/Patient/{neighbour.patient_id}/$everything",
+    ):
         refused = await glass.request("GET", path, headers=neighbour_key)
         assert refused.status_code == 403, (path, refused.text)
     by_id = await glass.request("GET", f"/fhir/Observation/{other_obs}", headers=neighbour_key)
@@ -249,6 +257,8 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     after = await glass.request("GET", f"/fhir/Observation/{patient.records[0]['id']}", headers=with_key)
     assert after.status_code == 403, after.text
+    after_export = await glass.request("GET", f"/fhir/Patient/{patient.patient_id}/$everything", headers=with_key)
+    assert after_export.status_code == 403, after_export.text
     assert (await doctor.request("POST", f"/break-glass/requests/{request_id}/package")).status_code == 403
     assert (await doctor.request("POST", f"/break-glass/requests/{request_id}/token")).status_code == 403
 
@@ -270,6 +280,7 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
         ("breakglass.released", "HTTP 200", "release"),
         ("breakglass.token.issued", "HTTP 200", "token"),
         ("breakglass.closed", "HTTP 200", "close"),
+        ("breakglass.refused", "HTTP 403", "break-glass-not-open"),
         ("breakglass.refused", "HTTP 403", "break-glass-not-open"),
         ("breakglass.refused", "HTTP 403", "not-releasable"),
         ("breakglass.refused", "HTTP 403", "break-glass-not-open"),

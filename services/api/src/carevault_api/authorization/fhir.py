@@ -278,11 +278,14 @@ class FhirAuthorizer:
             raise AccessDenied(f"Your roles do not allow {permission.value}.")
 
     async def decide(self, principal: Principal, touch: Touch, *, bundle_entry: bool = False) -> Access:
+        if principal.break_glass is not None:
+            # First, whatever the request: every one of its requests, $everything
+            # included, goes through keyservice's check of the case.
+            self._scope_check(principal, touch)
+            return await self._break_glass(principal, touch, bundle_entry)
         if touch.everything and touch.patient_id is not None and not bundle_entry:
             return await self._everything(principal, touch.patient_id)
         self._scope_check(principal, touch)
-        if principal.break_glass is not None:
-            return await self._break_glass(principal, touch, bundle_entry)
         if not is_patient_data(touch.resource_type):
             if touch.resource_type in DIRECTORY_TYPES:
                 await self._directory(principal, touch)

@@ -5,7 +5,7 @@ import logging
 import orjson
 import pytest
 
-from carevault_common.logging import JsonFormatter, redact, request_id_var
+from carevault_common.logging import JsonFormatter, Verbatim, redact, redact_value, request_id_var
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,15 @@ def test_file_keys_in_transport_form_are_redacted() -> None:
     assert file_key not in redact(f"x-file-key: {file_key}")
     blob_id = "Abc" * 10 + "de"  # 32-character blob ids are not keys
     assert blob_id in redact(f"blob {blob_id}")
+
+
+def test_a_verbatim_value_reaches_the_log_unchanged_where_plain_text_is_filtered() -> None:
+    # A base64url signature can hold a run that looks like a UK postcode ("AB12CD"):
+    # the filter would rewrite it, and `audit verify --log-checkpoints` would then
+    # report the logged checkpoint as forged (seen once in the suite).
+    signature = "K3za82TpFa1ZtrzHUewKrGJMwTE7i-AB12CD-ZHPIBg"
+    assert redact_value(signature) != signature
+    assert redact_value(Verbatim(signature), "signature") == signature
+    record = logging.LogRecord("carevault.api.audit", logging.INFO, __file__, 1, "audit checkpoint", None, None)
+    record.signature = Verbatim(signature)
+    assert orjson.loads(JsonFormatter("api").format(record))["signature"] == signature

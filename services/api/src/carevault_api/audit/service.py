@@ -31,7 +31,7 @@ from carevault_api.auth.principal import Principal
 from carevault_common.auditchain import EventContent, canonical_details, checkpoint_payload
 from carevault_common.db import session_scope
 from carevault_common.errors import ProblemError
-from carevault_common.logging import request_id_var
+from carevault_common.logging import Verbatim, request_id_var
 from carevault_crypto.checkpoint import CheckpointSigner
 from carevault_crypto.pseudonym import PseudonymKey
 
@@ -239,9 +239,10 @@ class AuditTrail:
                 "audit checkpoint",
                 extra={
                     "audit_seq": head.seq,
-                    "signed_at": signed_at.isoformat(),
-                    "key_id": self.signer.key_id,
-                    "signature": base64.urlsafe_b64encode(signature).decode().rstrip("="),
+                    # Verbatim: `audit verify --log-checkpoints` checks these exact values.
+                    "signed_at": Verbatim(signed_at.isoformat()),
+                    "key_id": Verbatim(self.signer.key_id),
+                    "signature": Verbatim(base64.urlsafe_b64encode(signature).decode().rstrip("=")),
                 },
             )
         return head.seq

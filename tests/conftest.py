@@ -6,7 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import CANARIES, SECRETS_USED, RunningMesh, drop_databases, free_port_offset, running_mesh, secret_forms
+from tests.support import (
+    CANARIES,
+    SECRETS_USED,
+    RunningMesh,
+    drop_databases,
+    find_needles,
+    free_port_offset,
+    running_mesh,
+    secret_forms,
+)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -47,8 +56,7 @@ def assert_nothing_secret_at_rest(running: RunningMesh) -> None:
         # Every canary starts so: one search finds any of them, even one the tests lost track of.
         assert b"CANARY" not in haystack, f"a canary was found in the {where} of the {running.backend} mesh"
         assert FILE_KEY_TRANSPORT.search(haystack) is None, f"a file key was found in the {where} of the {running.backend} mesh"
-        for raw in SECRETS_USED:
-            for form in secret_forms(raw):
-                assert form not in haystack, f"a patient key was found in the {where} of the {running.backend} mesh"
-        for value in CANARIES:
-            assert value.encode() not in haystack, f"canary {value} was found in the {where} of the {running.backend} mesh"
+        found = find_needles(haystack, [form for raw in SECRETS_USED for form in secret_forms(raw)])
+        assert not found, f"a patient key was found in the {where} of the {running.backend} mesh"
+        canaries = find_needles(haystack, [value.encode() for value in CANARIES])
+        assert not canaries, f"canaries {sorted(canaries)} were found in the {where} of the {running.backend} mesh"

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,12 +209,19 @@ async def drop_databases(prefix: str) -> None:
 
 @contextmanager
 def running_mesh(
-    state_dir: Path, port_offset: int, backend: str, extra_env: dict[str, str] | None = None, *, db_prefix: str | None = None
+    state_dir: Path,
+    port_offset: int,
+    backend: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    db_prefix: str | None = None,
+    export_telemetry: bool = True,
 ) -> Iterator[RunningMesh]:
     """The five services as subprocesses, stopped on exit; on PostgreSQL the databases
     ``<db_prefix>_<service>`` (default ``cvtest<port_offset>``) are recreated first.
     Every service's error reports and spans go to a local collector whose captures
-    land in ``<state_dir>/telemetry``: the scans for keys and canaries read them."""
+    land in ``<state_dir>/telemetry``: the scans for keys and canaries read them.
+    ``export_telemetry=False`` leaves them off, as the chart's defaults do (benchmarks)."""
     if state_dir.exists():
         shutil.rmtree(state_dir)
     template, redis_url = "", ""
@@ -224,7 +231,8 @@ def running_mesh(
         template = asyncio.run(recreate_databases(db_prefix or f"cvtest{port_offset}"))
     sink = TelemetrySink(state_dir / "telemetry")
     # Checkpoints of the audit chain every second (300 s by default), so tests see them.
-    env = sink.env(list(ENV_PREFIX.values())) | {"API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1"} | (extra_env or {})
+    exported = sink.env(list(ENV_PREFIX.values())) if export_telemetry else {}
+    env = exported | {"API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "1"} | (extra_env or {})
     layout = MeshLayout(state_dir=state_dir, port_offset=port_offset, database_url_template=template, redis_url=redis_url, extra_env=env)
     prepare_state(layout)
     migrate_all(layout)
@@ -278,3 +286,48 @@ def secret_forms(raw: bytes) -> list[bytes]:
         base64.urlsafe_b64encode(raw).rstrip(b"="),
         base64.b64encode(raw).rstrip(b"="),
     ]
+
+
+# A needle at least this long holds, wherever it sits, one whole 8-byte block of the
+# haystack that starts at a multiple of 8 (at one of 8 offsets into the needle).
+_BLOCK = 8
+_MIN_ANCHORED = 2 * _BLOCK - 1
+_CHUNK_BLOCKS = 1 << 20
+
+
+def find_needles(haystack: bytes, needles: Iterable[bytes]) -> set[bytes]:
+    """The needles that occur in ``haystack``, in one pass over it whatever their
+    number (``needle in haystack`` for each of hundreds of keys in five forms over
+    every database, log and blob took most of a minute at the end of the suite).
+
+    Each needle of 15 bytes or more is indexed by its eight 8-byte slices at offsets
+    0-7; the haystack's aligned 8-byte blocks are looked up in that index (a set, in
+    C), and only a block that hits is checked in place. Shorter needles are searched
+    for directly."""
+    import sys
+
+    found: set[bytes] = set()
+    anchors: dict[int, list[tuple[bytes, int]]] = {}
+    for needle in set(needles):
+        if len(needle) < _MIN_ANCHORED:
+            if needle in haystack:
+                found.add(needle)
+            continue
+        for offset in range(_BLOCK):
+            key = int.from_bytes(needle[offset : offset + _BLOCK], sys.byteorder)
+            anchors.setdefault(key, []).append((needle, offset))
+    if not anchors:
+        return found
+    keys = anchors.keys()
+    whole = len(haystack) - len(haystack) % _BLOCK
+    blocks = memoryview(haystack)[:whole].cast("Q")
+    for first in range(0, len(blocks), _CHUNK_BLOCKS):
+        chunk = blocks[first : first + _CHUNK_BLOCKS]
+        if keys.isdisjoint(chunk):
+            continue
+        for index, value in enumerate(chunk.tolist(), start=first):
+            for needle, offset in anchors.get(value, ()):
+                start = index * _BLOCK - offset
+                if start >= 0 and haystack[start : start + len(needle)] == needle:
+                    found.add(needle)
+    return found

@@ -36,7 +36,14 @@ BASELINE_PORT = 8400 + PORT_OFFSET
 STATE_ROOT = REPO_ROOT / ".carevault" / "bench"
 # The gateway's per-client rate limit would turn a loopback load test into 429s;
 # raised here (the Redis round trip of the limiter stays on the path).
-MESH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+# Otherwise the mesh runs on the chart's defaults: audit checkpoints every 300 s (the
+# tests' mesh signs one a second) and no span export (the tests' mesh exports every
+# span to a local collector; `--mesh-env` with *_OTLP_ENDPOINT measures that cost).
+MESH_ENV = {
+    "GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
+    "GATEWAY_RATE_LIMIT_BURST": "1000000",
+    "API_AUDIT_CHECKPOINT_INTERVAL_SECONDS": "300",
+}
 # fileservice's blobs go to a tmpfs when there is one: the files scenario measures the
 # mesh, not this machine's disk (which it measures apart). Removed with the stack.
 TMPFS = Path("/dev/shm")
@@ -162,7 +169,14 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
     try:
         with (
             _blob_dir() as blob_env,
-            running_mesh(STATE_ROOT / "mesh", PORT_OFFSET, "postgres", MESH_ENV | blob_env | (mesh_env or {}), db_prefix=DB_PREFIX) as mesh,
+            running_mesh(
+                STATE_ROOT / "mesh",
+                PORT_OFFSET,
+                "postgres",
+                MESH_ENV | blob_env | (mesh_env or {}),
+                db_prefix=DB_PREFIX,
+                export_telemetry=False,
+            ) as mesh,
         ):
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})

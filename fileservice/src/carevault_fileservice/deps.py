@@ -19,7 +19,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_file_key(x_file_key: Annotated[str | None, Header()] = None) -> FileKey:
+async def get_file_key(x_file_key: Annotated[str | None, Header()] = None) -> FileKey:
     """The key of this one file, sent by api per request; held in memory only."""
     if not x_file_key:
         raise FileKeyRequired()
@@ -29,7 +29,7 @@ def get_file_key(x_file_key: Annotated[str | None, Header()] = None) -> FileKey:
         raise InvalidFileKey() from None
 
 
-def get_blobs(request: Request) -> BlobService:
+async def get_blobs(request: Request) -> BlobService:
     service: BlobService = request.app.state.blobs
     return service
 

@@ -23,7 +23,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_secrets(request: Request) -> Secrets:
+async def get_secrets(request: Request) -> Secrets:
     secrets: Secrets = request.app.state.secrets
     return secrets
 

@@ -103,18 +103,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.include_router(mesh_router(app, "gateway"))
     from_gateway = [Depends(require_callers("gateway"))]
-    # Sign-in, administration and consents; /fhir/Consent and the SMART configuration
-    # come before the FHIR catch-all, which forwards everything else to records.
+    # Routes are matched in order, and FHIR requests are the hot path: the routes
+    # under /fhir come first. api's own (the SMART configuration in oauth, Consent,
+    # Binary content, AuditEvent, $erase) precede the catch-all, which forwards
+    # everything else to records; the routes outside /fhir follow it.
     app.include_router(oauth_router, dependencies=from_gateway)
-    app.include_router(admin_router, dependencies=from_gateway)
-    app.include_router(webauthn_router, dependencies=from_gateway)
     app.include_router(consent_router, dependencies=from_gateway)
-    app.include_router(break_glass_router, dependencies=from_gateway)
-    app.include_router(escrow_admin_router, dependencies=from_gateway)
-    # api's own FHIR routes before the catch-all, which forwards everything else to
-    # records. Binary: the generic FHIR routes would send its content to records.
     app.include_router(binaries_router, dependencies=from_gateway)
     app.include_router(audit_router, dependencies=from_gateway)
     app.include_router(erasure_router, dependencies=from_gateway)
     app.include_router(fhir_router, dependencies=from_gateway)
+    app.include_router(admin_router, dependencies=from_gateway)
+    app.include_router(webauthn_router, dependencies=from_gateway)
+    app.include_router(break_glass_router, dependencies=from_gateway)
+    app.include_router(escrow_admin_router, dependencies=from_gateway)
     return app

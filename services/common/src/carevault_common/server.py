@@ -56,6 +56,9 @@ def _server(app: FastAPI, host: str, port: int, settings: ServiceSettings, ssl_c
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # X-Forwarded-For is not taken from any peer: the gateway limits by the address
+        # that connected (one hop further a peer is a mesh service, never a client).
+        "proxy_headers": False,
         "date_header": False,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "timeout_keep_alive": 30,

@@ -11,9 +11,9 @@ the mesh's own).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 _touched: ContextVar[set[str] | None] = ContextVar("carevault_records_patients_touched", default=None)
 
@@ -30,19 +30,11 @@ def noted_patients() -> set[str]:
     return set(_touched.get() or ())
 
 
-class PatientHintMiddleware:
-    """Gives each request its set of noted patients; :class:`PatientHeaderMiddleware`
-    (inside this one) reports them. Pure ASGI: streaming bodies pass untouched."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        token = _touched.set(set())
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _touched.reset(token)
+@contextmanager
+def noting_patients() -> Iterator[None]:
+    """The scope of one request: the patients noted inside it are its own."""
+    token = _touched.set(set())
+    try:
+        yield
+    finally:
+        _touched.reset(token)

@@ -13,7 +13,6 @@ from carevault_common.app import add_readiness_check, attach_database, build_app
 from carevault_common.db import session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
-from carevault_records.audit_hints import PatientHintMiddleware
 from carevault_records.binaries.router import router as binaries_router
 from carevault_records.binaries.service import BinaryFiles
 from carevault_records.clients.keyservice import KeyserviceClient
@@ -62,7 +61,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(erasure_router)
     app.include_router(binaries_router)
     app.include_router(resources_router)
-    app.add_middleware(PatientHintMiddleware)
     app.add_exception_handler(FhirError, _fhir_error)
     return app
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carevault_records.audit_hints import noted_patients
+from carevault_records.audit_hints import noted_patients, noting_patients
 
 PATIENT_HEADER = b"x-carevault-patient"
 
 
 class PatientHeaderMiddleware:
+    """Gives each request its set of noted patients and reports them with the answer.
+    Pure ASGI: streaming bodies pass untouched."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -33,4 +36,5 @@ class PatientHeaderMiddleware:
                     message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_patient)
+        with noting_patients():
+            await self.app(scope, receive, send_with_patient)

@@ -24,12 +24,12 @@ router = APIRouter(prefix="/break-glass")
 _REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def _service(request: Request) -> BreakGlass:
+async def _service(request: Request) -> BreakGlass:
     service: BreakGlass = request.app.state.break_glass
     return service
 
 
-def _request_id(request_id: str) -> str:
+async def _request_id(request_id: str) -> str:
     """keyservice's request ids are UUIDs; anything else names no request (and never
     reaches keyservice's URL space)."""
     if not _REQUEST_ID.match(request_id):

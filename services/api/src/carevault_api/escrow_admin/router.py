@@ -16,7 +16,7 @@ router = APIRouter(prefix="/admin/escrow")
 JSON_LINES = "application/jsonl"
 
 
-def _service(request: Request) -> EscrowAdmin:
+async def _service(request: Request) -> EscrowAdmin:
     service: EscrowAdmin = request.app.state.escrow_admin
     return service
 

@@ -17,7 +17,7 @@ from carevault_records.idempotency import service as idempotency
 from carevault_records.resources.service import Written
 
 
-def not_served_by_api(request: Request) -> None:
+async def not_served_by_api(request: Request) -> None:
     """api answers its own types (Consent, AuditEvent) before relaying; whatever of them
     still reaches records (``Consent/{id}/_history``, a caller other than api's routes)
     finds nothing stored here and is told where the type is served."""

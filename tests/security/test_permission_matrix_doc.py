@@ -1,15 +1,12 @@
 """docs/security-access.md shows THE permission matrix: parse its table and
-compare it, cell by cell, with the one in code. Also: api's copy of the
-patient-compartment owner rules equals records' table."""
+compare it, cell by cell, with the one in code."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from carevault_api.auth.principal import Role
-from carevault_api.authorization.compartment import DIRECTORY_TYPES, OWNER_ELEMENT
 from carevault_api.authorization.matrix import ADMINISTRATIVE, MATRIX, Permission, Reach
-from carevault_records.fhir import compartment as records_compartment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security-access.md"
 
@@ -29,8 +26,3 @@ def test_the_documented_matrix_is_the_one_in_code() -> None:
     documented = {Permission(row[0]): dict(zip(roles, (Reach(c) for c in row[1:-1]), strict=True)) for row in rows}
     assert documented == MATRIX
     assert {Permission(row[0]) for row in rows if row[-1] == "required"} == ADMINISTRATIVE
-
-
-def test_api_knows_the_patient_of_every_type_as_records_does() -> None:
-    assert {t: r.owner_element for t, r in records_compartment.PATIENT_COMPARTMENT.items()} == dict(OWNER_ELEMENT)
-    assert frozenset(records_compartment.DIRECTORY_TYPES) == DIRECTORY_TYPES

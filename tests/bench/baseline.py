@@ -7,6 +7,12 @@ each mesh service: uvicorn, uvloop, httptools, one worker, loopback only.
 
 Run by the harness as ``python -m uvicorn tests.bench.baseline:app``, with the
 database in ``CVBENCH_BASELINE_DSN``.
+
+With ``CVBENCH_RELAY_TO`` set, the same app is an empty hop instead: GETs are sent
+on to that URL over mTLS (aiohttp, as the mesh's clients; certificate and CA in
+``CVBENCH_CLIENT_CERT``, ``CVBENCH_CLIENT_KEY``, ``CVBENCH_CA``) and the answer is
+relayed. Three such processes in a row (``stack.floor_chain``) are the floor of the
+architecture: the same SELECT behind the mesh's hops, with none of its work.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
+RELAY_ENV = "CVBENCH_RELAY_TO"
 POOL_SIZE = 8  # as a mesh service's SQLAlchemy pool: 8 connections, all kept open
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -38,6 +45,19 @@ JSON = "application/json"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    relay_to = os.environ.get(RELAY_ENV, "")
+    app.state.relay_to = relay_to
+    if relay_to:
+        import ssl
+
+        import aiohttp
+
+        context = ssl.create_default_context(cafile=os.environ["CVBENCH_CA"])
+        context.load_cert_chain(os.environ["CVBENCH_CLIENT_CERT"], os.environ["CVBENCH_CLIENT_KEY"])
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=100, keepalive_timeout=20)) as session:
+            app.state.session = session
+            yield
+        return
     pool = await asyncpg.create_pool(os.environ[DSN_ENV], min_size=POOL_SIZE, max_size=POOL_SIZE)
     async with pool.acquire() as conn:
         await conn.execute(SCHEMA)
@@ -51,8 +71,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
 
 
+async def _relayed(request: Request, path: str) -> Response:
+    async with request.app.state.session.get(request.app.state.relay_to + path) as upstream:
+        body = await upstream.read()
+        return Response(body, status_code=upstream.status, media_type=upstream.headers.get("content-type"))
+
+
 @app.get("/healthz")
 async def healthz(request: Request) -> Response:
+    if request.app.state.relay_to:
+        return await _relayed(request, "/healthz")
     await request.app.state.pool.fetchval("SELECT 1")
     return Response(b'{"status":"ok"}', media_type=JSON)
 
@@ -69,6 +97,8 @@ async def create(resource_type: str, request: Request) -> Response:
 
 @app.get("/r/{resource_type}/{resource_id}")
 async def read(resource_type: str, resource_id: uuid.UUID, request: Request) -> Response:
+    if request.app.state.relay_to:
+        return await _relayed(request, request.url.path)
     body = await request.app.state.pool.fetchval(SELECT, resource_id, resource_type)
     if body is None:
         return Response(b'{"status":404}', status_code=404, media_type=JSON)

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import ssl
 import sys
 import time
 from datetime import UTC, datetime
@@ -117,6 +118,7 @@ async def _wait_quiet(limit: float, threshold: float = 0.20) -> None:
 
 def _casualty(stack: Stack) -> str | None:
     processes = {**stack.mesh.mesh.processes, "baseline": stack.baseline}
+    processes |= {f"floor hop {hop}": proc for hop, proc in enumerate(stack.floor, start=1)}
     for name, proc in processes.items():
         code = proc.poll()
         if code is not None:
@@ -129,7 +131,8 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
     meter = CpuMeter()
     meter.track("generator", os.getpid())
     for name, pid in stack.pids.items():
-        meter.track(name, pid)
+        # The floor chain's hops are reference apps, as the baseline: counted with it.
+        meter.track("baseline" if name.startswith("floor-") else name, pid)
     data_dir = (REPO_ROOT / ".." / "shared" / "data").resolve()
     ctx = BenchContext(
         gateway=Endpoint("gateway", stack.mesh.layout.gateway_url, stack.mesh.ssl_context()),
@@ -148,9 +151,10 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         ingest_concurrency=args.ingest_concurrency,
         ingest_budget=args.ingest_budget,
         profile_dir=args.profile.resolve() if args.profile else None,
-        profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline"},
+        profile_pids={name: pid for name, pid in stack.pids.items() if name != "baseline" and not name.startswith("floor-")},
         named=frozenset(args.only or ()),
         mesh=stack.mesh,
+        floor=Endpoint("floor", stack.floor_url, ssl.create_default_context(cafile=str(stack.mesh.state_dir / "ca.pem"))),
     )
     ctx.casualty = lambda: _casualty(stack)
     if args.wait_quiet > 0:

@@ -240,6 +240,8 @@ class BenchContext:
     # The running mesh (tests.support.RunningMesh): its seeded administrator lets a scenario
     # create users and sign them in (auth-overhead).
     mesh: Any = None
+    # The floor chain's entry (stack.floor_chain): the baseline behind three empty hops.
+    floor: Endpoint | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
 
     @property

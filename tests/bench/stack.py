@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -67,11 +68,15 @@ class Stack:
     mesh: RunningMesh
     baseline_url: str
     baseline: subprocess.Popen[bytes]
+    floor_url: str
+    floor: list[subprocess.Popen[bytes]]
 
     @property
     def pids(self) -> dict[str, int]:
         pids = {service: proc.pid for service, proc in self.mesh.mesh.processes.items()}
         pids["baseline"] = self.baseline.pid
+        for hop, proc in enumerate(self.floor, start=1):
+            pids[f"floor-{hop}"] = proc.pid
         return pids
 
 
@@ -129,25 +134,85 @@ def _dsn(database: str) -> str:
     return POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
 
 
-@contextmanager
-def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[bytes]]:
-    asyncio.run(_recreate_database(BASELINE_DB))
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, CVBENCH_BASELINE_DSN=_dsn(BASELINE_DB))
+def _uvicorn(port: int, env: dict[str, str], tls: list[str], log_name: str) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "uvicorn", "tests.bench.baseline:app",
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools",
         "--workers", "1", "--no-access-log", "--log-level", "warning",
-        "--timeout-keep-alive", "30", "--backlog", "4096",
+        "--timeout-keep-alive", "30", "--backlog", "4096", *tls,
     ]  # fmt: skip
-    with open(STATE_ROOT / "baseline.stderr", "ab") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    with open(STATE_ROOT / log_name, "ab") as log:
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=dict(os.environ, **env), stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        )
+
+
+@contextmanager
+def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[bytes]]:
+    asyncio.run(_recreate_database(BASELINE_DB))
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    proc = _uvicorn(port, {"CVBENCH_BASELINE_DSN": _dsn(BASELINE_DB)}, [], "baseline.stderr")
     try:
         wait_until_ok(f"http://127.0.0.1:{port}/healthz", proc, 30, name="the baseline", logs=STATE_ROOT / "baseline.stderr")
         yield proc
     finally:
         stop_process(proc)
+
+
+# The floor chain: three copies of the baseline app in a row, over TLS as the mesh
+# (the first one TLS for clients, the next two mTLS with the mesh's certificates),
+# the last one doing the baseline's SELECT (on the baseline's table).
+FLOOR_HOPS = (("gateway", "api"), ("api", "records"), ("records", None))
+
+
+def _wait_https(url: str, context: ssl.SSLContext, procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"a floor hop exited; see {STATE_ROOT / 'floor.stderr'}")
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the floor chain was not ready after {timeout:.0f}s; see {STATE_ROOT / 'floor.stderr'}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def floor_chain(mesh_state: Path, first_port: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """The three hops up (their entry URL and processes); stopped on exit."""
+    certs, ca = mesh_state / "certs", str(mesh_state / "ca.pem")
+    ports = [first_port + i for i in range(len(FLOOR_HOPS))]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        # From the last hop to the first, so each one's next hop is already listening.
+        for index in reversed(range(len(FLOOR_HOPS))):
+            identity, client = FLOOR_HOPS[index]
+            tls = ["--ssl-certfile", str(certs / f"{identity}.pem"), "--ssl-keyfile", str(certs / f"{identity}-key.pem")]
+            if index > 0:  # behind the first hop every caller presents the mesh's certificate
+                tls += ["--ssl-ca-certs", ca, "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED))]
+            env = {"CVBENCH_BASELINE_DSN": _dsn(BASELINE_DB)}
+            if client is not None:
+                env |= {
+                    "CVBENCH_RELAY_TO": f"https://127.0.0.1:{ports[index + 1]}",
+                    "CVBENCH_CLIENT_CERT": str(certs / f"{identity}.pem"),
+                    "CVBENCH_CLIENT_KEY": str(certs / f"{identity}-key.pem"),
+                    "CVBENCH_CA": ca,
+                }
+            procs.append(_uvicorn(ports[index], env, tls, "floor.stderr"))
+        url = f"https://127.0.0.1:{ports[0]}"
+        _wait_https(url + "/healthz", ssl.create_default_context(cafile=ca), procs)
+        yield url, procs
+    finally:
+        for proc in procs:
+            stop_process(proc)
 
 
 def _ignore_signals() -> None:
@@ -180,8 +245,8 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
         ):
             try:
                 _record_pids({service: proc.pid for service, proc in mesh.mesh.processes.items()})
-                with baseline_server() as baseline:
-                    stack = Stack(mesh, f"http://127.0.0.1:{BASELINE_PORT}", baseline)
+                with baseline_server() as baseline, floor_chain(mesh.state_dir, BASELINE_PORT + 1) as (floor_url, floor):
+                    stack = Stack(mesh, f"http://127.0.0.1:{BASELINE_PORT}", baseline, floor_url, floor)
                     _record_pids(stack.pids)
                     try:
                         yield stack

@@ -18,6 +18,7 @@ from tests.bench.fhir import FHIR_JSON, created_id, dumps, new_marker, observati
 from tests.bench.framework import BASELINE, RECORDS, BenchContext, Goal, Measured, Reply, Skip, Workload, scenario
 from tests.bench.loadgen import Endpoint, Operation, Stats, percentile
 from tests.bench.procstat import CpuMeter
+from tests.bench.scenarios.plain import stored_reads
 
 OBSERVATIONS_PER_WORKER = 4
 # As the e2e loader: two dev bundles name practitioners no directory bundle has.
@@ -150,6 +151,19 @@ async def observation_read(ctx: BenchContext) -> Workload:
         return read
 
     return Workload(ctx.gateway, make)
+
+
+@scenario(
+    "floor-read",
+    group=RECORDS,
+    title="Floor of the architecture: the baseline's SELECT behind three empty hops (TLS, then mTLS twice; FastAPI and aiohttp as the mesh)",
+    compare_to="baseline-read",
+    goal=Goal(text="none: a reference; no authentication, audit, key check or decryption, no logic in any hop"),
+)
+async def floor_read(ctx: BenchContext) -> Workload:
+    if ctx.floor is None:
+        raise Skip("no floor chain in this stack")
+    return await stored_reads(ctx, ctx.floor)
 
 
 @scenario(

@@ -166,6 +166,14 @@ API_EXTRA: dict[str, Schema] = {
     "redis": REDIS,
     "secretsKey": obj({"existingSecret": string(**K8S_NAME), "key": string(minLength=1), "previousKey": string()}),
     "recordsBundleTimeoutSeconds": integer(1, 3600),
+    "binary": obj(
+        {
+            "maxBytes": integer(1),
+            "jsonLimitBytes": integer(0),
+            "uploadMaxSeconds": integer(1),
+            "orphanSweep": obj({"intervalSeconds": integer(0), "graceSeconds": integer(0)}),
+        }
+    ),
 }
 
 KEYSERVICE_EXTRA: dict[str, Schema] = {
@@ -218,7 +226,7 @@ def build() -> Schema:
                     "imagePullPolicy": string(enum=["Always", "IfNotPresent", "Never"]),
                     "imagePullSecrets": string_list(**K8S_NAME),
                     "logLevel": string(enum=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
-                    "environmentBanner": obj({"enabled": boolean(), "color": string(pattern=r"^[a-z]+$|^#[0-9a-fA-F]{6}$")}),
+                    "environmentBanner": obj({"enabled": boolean()}),
                     "environmentHeader": obj({"enabled": boolean(), "name": string(pattern=r"^[A-Za-z0-9-]+$")}),
                     "gracefulShutdownSeconds": integer(1, 300),
                     "preStopSleepSeconds": integer(1, 120),

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from deploy_helpers import CHART, HERE, REPO, VALUE_SETS, helm, render, template_args
+from deploy_helpers import CHART, HERE, REPO, VALUE_SETS, helm, load_documents, render, template_args
 
 
 def test_values_schema_is_generated_from_its_source() -> None:
@@ -115,14 +115,12 @@ def test_validate_values_refuses_rwo_volume_with_replicas() -> None:
 
 def test_preprod_has_banner_and_environment_header() -> None:
     r = render("preprod")
-    for svc in ("gateway", "api"):
-        data = r.named("ConfigMap", f"cv-carevault-{svc}")["data"]
-        prefix = svc.upper()
-        assert data[f"{prefix}_ENVIRONMENT"] == "preprod"
-        assert data[f"{prefix}_ENVIRONMENT_BANNER"] == "red"
-        assert data[f"{prefix}_ENVIRONMENT_HEADER"] == "X-Carevault-Environment"
+    gateway, api = (r.named("ConfigMap", f"cv-carevault-{svc}")["data"] for svc in ("gateway", "api"))
+    assert gateway["GATEWAY_ENVIRONMENT"] == api["API_ENVIRONMENT"] == "preprod"
+    assert api["API_ENVIRONMENT_BANNER"] == "true"  # api's pages show it (services/api/tests/test_pages.py)
+    assert gateway["GATEWAY_ENVIRONMENT_HEADER"] == "X-Carevault-Environment"  # the gateway sets it
     prod = render("prod")
-    assert "GATEWAY_ENVIRONMENT_BANNER" not in prod.named("ConfigMap", "cv-carevault-gateway")["data"]
+    assert "API_ENVIRONMENT_BANNER" not in prod.named("ConfigMap", "cv-carevault-api")["data"]
 
 
 def test_migration_jobs_are_hooks_for_each_database_owner() -> None:
@@ -203,3 +201,44 @@ def test_api_seals_its_secrets_with_a_mounted_key() -> None:
         assert any(v["name"] == "secrets-key" and v["secret"]["secretName"] for v in pod["volumes"]), name
     result = _prod("--set", "api.secretsKey.existingSecret=")
     assert result.returncode != 0 and "api.secretsKey.existingSecret" in result.stderr, result.stderr
+
+
+SETTINGS_OF = {
+    "gateway": ("GATEWAY_", "carevault_gateway.config"),
+    "api": ("API_", "carevault_api.config"),
+    "records": ("RECORDS_", "carevault_records.config"),
+    "keyservice": ("KEYSERVICE_", "carevault_keyservice.config"),
+    "fileservice": ("FILESERVICE_", "carevault_fileservice.config"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_configured_variable_is_a_setting_of_its_service(name: str) -> None:
+    """Settings ignore unknown variables, so a misspelt one in the chart would be
+    silently without effect: every ConfigMap key must name a field of the service's
+    Settings (or its ``*_FILE`` form)."""
+    import importlib
+
+    r = render(name)
+    for service, (prefix, module) in SETTINGS_OF.items():
+        fields = set(importlib.import_module(module).Settings.model_fields)
+        data = r.named("ConfigMap", f"cv-carevault-{service}")["data"]
+        unknown = [key for key in data if not key.startswith(prefix) or key.removeprefix(prefix).lower() not in fields]
+        assert not unknown, (service, unknown)
+
+
+def test_binary_limits_reach_every_service_on_the_path() -> None:
+    r_default = render("prod")
+    assert r_default.named("ConfigMap", "cv-carevault-api")["data"]["API_MAX_BINARY_BYTES"] == "2147483648"
+    result = helm(
+        *template_args(
+            VALUE_SETS["preprod"],
+            "--set", "api.binary.maxBytes=104857600",
+            "--set", "api.binary.orphanSweep.intervalSeconds=0",
+        )
+    )  # fmt: skip
+    configs = {d["metadata"]["name"]: d["data"] for d in load_documents(result.stdout) if d.get("kind") == "ConfigMap"}
+    assert configs["cv-carevault-gateway"]["GATEWAY_MAX_BINARY_BODY_BYTES"] == "104857600"
+    assert configs["cv-carevault-api"]["API_MAX_BINARY_BYTES"] == "104857600"
+    assert configs["cv-carevault-fileservice"]["FILESERVICE_MAX_BLOB_BYTES"] == "104857600"
+    assert configs["cv-carevault-api"]["API_BINARY_ORPHAN_SWEEP_INTERVAL_SECONDS"] == "0"

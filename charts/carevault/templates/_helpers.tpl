@@ -244,17 +244,16 @@ api, and the issuer of api's tokens. Both must see the same one. */}}
 {{- range $callee := $fact.calls }}
 {{ $p }}_{{ upper $callee }}_URL: {{ include "carevault.url" (dict "root" $root "svc" $callee) | quote }}
 {{- end }}
-{{- if or (eq $svc "gateway") (eq $svc "api") }}
-{{- if $root.Values.global.environmentBanner.enabled }}
-{{ $p }}_ENVIRONMENT_BANNER: {{ $root.Values.global.environmentBanner.color | quote }}
+{{- if and (eq $svc "api") $root.Values.global.environmentBanner.enabled }}
+API_ENVIRONMENT_BANNER: "true"
 {{- end }}
-{{- if $root.Values.global.environmentHeader.enabled }}
-{{ $p }}_ENVIRONMENT_HEADER: {{ $root.Values.global.environmentHeader.name | quote }}
-{{- end }}
+{{- if and (eq $svc "gateway") $root.Values.global.environmentHeader.enabled }}
+GATEWAY_ENVIRONMENT_HEADER: {{ $root.Values.global.environmentHeader.name | quote }}
 {{- end }}
 {{- $publicUrl := include "carevault.publicUrl" $root }}
 {{- if eq $svc "gateway" }}
 GATEWAY_MAX_BODY_BYTES: {{ $v.maxBodyBytes | quote }}
+GATEWAY_MAX_BINARY_BODY_BYTES: {{ $root.Values.api.binary.maxBytes | int64 | quote }}
 {{- if $publicUrl }}
 GATEWAY_PUBLIC_URL: {{ $publicUrl | quote }}
 {{- end }}
@@ -284,6 +283,11 @@ API_SIGNING_ALGORITHM: {{ $v.auth.signingAlgorithm | quote }}
 API_SIGNING_KEY_ROTATION_DAYS: {{ $v.auth.signingKeyRotationDays | quote }}
 API_REVOCATION_REFRESH_SECONDS: {{ $v.auth.revocationRefreshSeconds | quote }}
 API_RECORDS_BUNDLE_TIMEOUT_SECONDS: {{ $v.recordsBundleTimeoutSeconds | quote }}
+API_MAX_BINARY_BYTES: {{ $v.binary.maxBytes | int64 | quote }}
+API_BINARY_JSON_LIMIT: {{ $v.binary.jsonLimitBytes | int64 | quote }}
+API_BINARY_UPLOAD_MAX_SECONDS: {{ $v.binary.uploadMaxSeconds | int64 | quote }}
+API_BINARY_ORPHAN_SWEEP_INTERVAL_SECONDS: {{ $v.binary.orphanSweep.intervalSeconds | int64 | quote }}
+API_BINARY_ORPHAN_GRACE_SECONDS: {{ $v.binary.orphanSweep.graceSeconds | int64 | quote }}
 {{- if $v.secretsKey.existingSecret }}
 API_SECRETS_KEY_FILE: /var/run/carevault/secrets-key/key
 {{- if $v.secretsKey.previousKey }}
@@ -295,6 +299,7 @@ API_SECRETS_PREVIOUS_KEY_FILE: /var/run/carevault/secrets-key/previous
 KEYSERVICE_DOCTOR_KEYS_DIR: /var/run/carevault/doctor-keys
 {{- end }}
 {{- if eq $svc "fileservice" }}
+FILESERVICE_MAX_BLOB_BYTES: {{ $root.Values.api.binary.maxBytes | int64 | quote }}
 {{- if eq $v.storage.type "s3" }}
 FILESERVICE_S3_ENDPOINT: {{ $v.storage.s3.endpoint | quote }}
 FILESERVICE_S3_BUCKET: {{ $v.storage.s3.bucket | quote }}

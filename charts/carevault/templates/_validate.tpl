@@ -134,7 +134,7 @@ All problems are reported at once.
 {{- $errors = append $errors "global.environmentBanner / environmentHeader are for preprod, not prod" -}}
 {{- end -}}
 {{- if and (eq $env "preprod") (not $v.global.environmentBanner.enabled) -}}
-{{- $errors = append $errors "global.environmentBanner.enabled must be true in preprod (the red banner tells testers it is not prod)" -}}
+{{- $errors = append $errors "global.environmentBanner.enabled must be true in preprod (the banner tells testers it is not prod)" -}}
 {{- end -}}
 {{- if and $prodLike (not $v.networkPolicy.enabled) -}}
 {{- $errors = append $errors "networkPolicy.enabled is false: prod and preprod enforce the zones with NetworkPolicies" -}}

@@ -41,6 +41,9 @@ class Settings(ServiceSettings, DatabaseSettings):
     # The public base URL clients use (the gateway's): the token issuer, and the
     # base of the DPoP htu.
     public_url: str = "https://127.0.0.1:8443"
+    # Pages (sign-in, refusals) name the environment at their top: for preprod, so that
+    # testers see it is not production. Text only: the gateway's CSP allows no styles.
+    environment_banner: bool = False
     # Empty: replay markers in api's database (shared by its replicas).
     redis_url: str = ""
     redis_url_file: Path | None = None

@@ -11,14 +11,23 @@ from carevault_api.oauth.service import AuthorizationRequest
 CARRIED = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "aud", "dpop_jkt")
 
 
-def sign_in_page(request: AuthorizationRequest, params: Mapping[str, str], message: str = "") -> str:
+def banner_html(environment: str) -> str:
+    """The notice at the top of every page outside production (``""``: none)."""
+    if not environment:
+        return ""
+    return (
+        f'<p role="note"><mark><strong>{escape(environment.upper())}: a test installation, not for real patient data.</strong></mark></p>\n'
+    )
+
+
+def sign_in_page(request: AuthorizationRequest, params: Mapping[str, str], message: str = "", *, banner: str = "") -> str:
     hidden = "".join(f'<input type="hidden" name="{k}" value="{escape(params[k])}">' for k in CARRIED if k in params)
     scopes = "".join(f"<li>{escape(str(s))}</li>" for s in request.scopes)
     notice = f'<p role="alert"><strong>{escape(message)}</strong></p>' if message else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in to carevault</title></head>
 <body>
-<h1>Sign in to carevault</h1>
+{banner_html(banner)}<h1>Sign in to carevault</h1>
 <p><strong>{escape(request.client.name)}</strong> asks to act on your behalf with these permissions:</p>
 <ul>{scopes}</ul>
 {notice}
@@ -34,7 +43,7 @@ def sign_in_page(request: AuthorizationRequest, params: Mapping[str, str], messa
 </body></html>"""
 
 
-def error_page(description: str) -> str:
+def error_page(description: str, *, banner: str = "") -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>carevault: request refused</title></head>
-<body><h1>This sign-in request was refused</h1><p>{escape(description)}</p></body></html>"""
+<body>{banner_html(banner)}<h1>This sign-in request was refused</h1><p>{escape(description)}</p></body></html>"""

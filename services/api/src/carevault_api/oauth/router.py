@@ -99,6 +99,12 @@ async def introspect(request: Request) -> Response:
     return Response(_dumps(body), media_type="application/json", headers=NO_STORE)
 
 
+def _banner(request: Request) -> str:
+    """The environment to name at the top of pages, if this installation shows a banner."""
+    settings = request.app.state.settings
+    return settings.environment.value if settings.environment_banner else ""
+
+
 def _redirect_error(error: AuthorizeError, issuer: str) -> Response:
     query = {"error": error.error, "error_description": error.description, "iss": issuer}
     if error.state:
@@ -113,10 +119,10 @@ async def authorize_form(request: Request, session: SessionDep) -> Response:
     try:
         checked = await oauth.check_authorization_request(session, params)
     except OAuthError as exc:
-        return HTMLResponse(error_page(exc.detail), status_code=400, headers=NO_STORE)
+        return HTMLResponse(error_page(exc.detail, banner=_banner(request)), status_code=400, headers=NO_STORE)
     except AuthorizeError as exc:
         return _redirect_error(exc, oauth.settings.issuer)
-    return HTMLResponse(sign_in_page(checked, params), headers=NO_STORE)
+    return HTMLResponse(sign_in_page(checked, params, banner=_banner(request)), headers=NO_STORE)
 
 
 @router.post("/oauth2/authorize")
@@ -135,12 +141,16 @@ async def authorize_submit(request: Request, session: SessionDep) -> Response:
         except SignInRefused as refused:
             await signin_events.refused(request, session, refused, typed.tenant, checked.client.client_id)
             problem = refused.problem
-            return HTMLResponse(sign_in_page(checked, form, problem.detail), status_code=problem.status, headers=NO_STORE | problem.headers)
+            return HTMLResponse(
+                sign_in_page(checked, form, problem.detail, banner=_banner(request)),
+                status_code=problem.status,
+                headers=NO_STORE | problem.headers,
+            )
         # In this session's transaction, with the code: if the event cannot be stored, no code is.
         await signin_events.succeeded(request, session, signed_in, checked.client.client_id)
         code = await oauth.issue_code(session, checked, signed_in.user, signed_in.second_factor)
     except OAuthError as exc:
-        return HTMLResponse(error_page(exc.detail), status_code=400, headers=NO_STORE)
+        return HTMLResponse(error_page(exc.detail, banner=_banner(request)), status_code=400, headers=NO_STORE)
     except AuthorizeError as exc:
         return _redirect_error(exc, oauth.settings.issuer)
     query = {"code": code, "iss": oauth.settings.issuer} | ({"state": checked.state} if checked.state else {})

@@ -22,7 +22,7 @@ from tests.bench.loadgen import Endpoint, LoadSpec
 from tests.bench.machine import describe
 from tests.bench.procstat import CpuMeter, Snapshot, peak_rss_mib
 from tests.bench.report import RunInfo, render
-from tests.bench.stack import PORT_OFFSET, STATE_ROOT, Stack, bench_stack
+from tests.bench.stack import PORT_OFFSET, STATE_ROOT, Stack, bench_stack, settle_databases
 from tests.support import REPO_ROOT
 
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
@@ -157,8 +157,13 @@ async def _run(stack: Stack, args: argparse.Namespace, chosen: list[Scenario]) -
         floor=Endpoint("floor", stack.floor_url, ssl.create_default_context(cafile=str(stack.mesh.state_dir / "ca.pem"))),
     )
     ctx.casualty = lambda: _casualty(stack)
-    if args.wait_quiet > 0:
-        ctx.settle = lambda: _wait_quiet(args.wait_quiet)
+
+    async def settle() -> None:
+        await settle_databases()
+        if args.wait_quiet > 0:
+            await _wait_quiet(args.wait_quiet)
+
+    ctx.settle = settle
     try:
         return await run_scenarios(ctx, chosen, progress)
     finally:

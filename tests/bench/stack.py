@@ -260,6 +260,29 @@ def bench_stack(mesh_env: dict[str, str] | None = None) -> Iterator[Stack]:
         asyncio.run(_drop_run_databases())
 
 
+async def settle_databases() -> None:
+    """VACUUM (ANALYZE) every database of the run, then a CHECKPOINT: what the previous
+    scenario wrote is flushed and vacuumed before the next one is measured."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        names = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{DB_PREFIX}\\_%")
+    finally:
+        await conn.close()
+    for record in names:
+        db = await asyncpg.connect(_dsn(record["datname"]))
+        try:
+            await db.execute("VACUUM (ANALYZE)")
+        finally:
+            await db.close()
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def _drop_run_databases() -> None:
     """The run's databases go with it (the scale scenario leaves gigabytes)."""
     import asyncpg

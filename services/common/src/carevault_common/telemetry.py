@@ -45,6 +45,7 @@ LATENCY = Histogram(
 )
 
 REQUEST_ID_HEADER = b"x-request-id"
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -215,8 +216,13 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")}
-        incoming_rid = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), b"").decode("latin-1")
+        carrier: dict[str, str] = {}
+        incoming_rid = ""
+        for name, value in scope["headers"]:  # one pass: this runs on every request of every hop
+            if name in _TRACE_HEADERS:
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+            elif name == REQUEST_ID_HEADER and not incoming_rid:
+                incoming_rid = value.decode("latin-1")
         # Only an id of the form this mesh makes is taken over (propagated between hops):
         # whatever else a client sends would reach every log line unredacted.
         request_id = incoming_rid if _REQUEST_ID.fullmatch(incoming_rid) else _new_request_id()

@@ -1,0 +1,57 @@
+"""The gateway's per-client rate limit counts the address that connected: a client
+cannot spread its requests over made-up addresses with ``X-Forwarded-For`` (uvicorn
+would take that header from a loopback peer unless told not to). A gateway alone,
+with a limit of 3 and nothing behind it: what passes the limit fails upstream
+(502/503); what does not is answered 429."""
+
+from __future__ import annotations
+
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from carevault_cli.mesh import Mesh, MeshLayout, prepare_state, stop_process
+from tests.support import free_port_offset
+
+
+def _wait_listening(layout: MeshLayout, proc_alive: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{layout.management_port('gateway')}/healthz"
+    while time.monotonic() < deadline:
+        assert proc_alive(), f"the gateway exited; see {layout.state_dir / 'logs'}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise TimeoutError("the gateway did not start")
+
+
+def test_x_forwarded_for_does_not_escape_the_rate_limit(tmp_path: Path) -> None:
+    layout = MeshLayout(
+        state_dir=tmp_path / "state",
+        port_offset=free_port_offset(),
+        extra_env={"GATEWAY_RATE_LIMIT_PER_SECOND": "0.5", "GATEWAY_RATE_LIMIT_BURST": "3"},
+    )
+    prepare_state(layout)
+    mesh = Mesh(layout)
+    mesh.start_one("gateway")
+    gateway = mesh.processes["gateway"]
+    try:
+        _wait_listening(layout, lambda: gateway.poll() is None)
+        context = ssl.create_default_context(cafile=str(layout.state_dir / "ca.pem"))
+        with httpx.Client(base_url=layout.gateway_url, verify=context, timeout=10) as client:
+            answers = [client.get("/fhir/metadata", headers={"x-forwarded-for": f"203.0.113.{n}"}) for n in range(1, 9)]
+    finally:
+        stop_process(gateway)
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(429) >= 5, statuses
+    assert all(s in (429, 502, 503) for s in statuses), statuses
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.json()["resourceType"] == "OperationOutcome"  # under /fhir, errors are FHIR's

@@ -12,7 +12,10 @@ With ``CVBENCH_RELAY_TO`` set, the same app is an empty hop instead: GETs are se
 on to that URL over mTLS (aiohttp, as the mesh's clients; certificate and CA in
 ``CVBENCH_CLIENT_CERT``, ``CVBENCH_CLIENT_KEY``, ``CVBENCH_CA``) and the answer is
 relayed. Three such processes in a row (``stack.floor_chain``) are the floor of the
-architecture: the same SELECT behind the mesh's hops, with none of its work.
+architecture: the same SELECT behind the mesh's hops, with none of its work; and,
+with ``/stream``, the same bytes a file transfer moves, streamed through the hops as
+the mesh's proxy streams them (regrouped in pieces of ``STREAM_PIECE``), neither
+encrypted nor stored.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
+
+from carevault_common.proxy import STREAM_PIECE, coalesce
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
 RELAY_ENV = "CVBENCH_RELAY_TO"
@@ -114,3 +119,44 @@ async def bundle(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         await conn.executemany(INSERT, rows)
     return Response(orjson.dumps({"stored": len(rows)}), media_type=JSON)
+
+
+@app.post("/stream")
+async def stream_in(request: Request) -> Response:
+    """Relay mode: the body streamed on to the next hop. Last hop: counted and dropped."""
+    if request.app.state.relay_to:
+        headers = {"content-length": request.headers["content-length"]} if "content-length" in request.headers else {}
+        async with request.app.state.session.post(
+            request.app.state.relay_to + "/stream", data=coalesce(request.stream()), headers=headers
+        ) as upstream:
+            return Response(await upstream.read(), status_code=upstream.status, media_type=JSON)
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+    return Response(orjson.dumps({"received": received}), media_type=JSON)
+
+
+_PIECE = bytes(STREAM_PIECE)
+
+
+@app.get("/stream/{size}")
+async def stream_out(size: int, request: Request) -> Response:
+    """``size`` bytes streamed back (zeros from the last hop; relayed by the others)."""
+    headers = {"content-length": str(size)}
+    if request.app.state.relay_to:
+        upstream = await request.app.state.session.get(f"{request.app.state.relay_to}/stream/{size}")
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+            finally:
+                upstream.release()
+
+        return StreamingResponse(relay(), headers=headers, media_type="application/octet-stream")
+
+    async def zeros() -> AsyncIterator[bytes]:
+        for offset in range(0, size, STREAM_PIECE):
+            yield _PIECE[: min(STREAM_PIECE, size - offset)]
+
+    return StreamingResponse(zeros(), headers=headers, media_type="application/octet-stream")

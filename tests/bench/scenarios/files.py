@@ -19,6 +19,9 @@ streaming AES-256-GCM, blob store).
 * **Peak RSS** of each service is sampled from /proc every 20 ms during each
   transfer (and its value just before the transfer is given).
 * **CPU** in "Where the CPU went" is per MiB moved (not per request).
+* **The floor**: the same bytes up and down through three empty hops (the floor
+  chain of ``stack.floor_chain``: TLS, then mTLS twice, streamed in the pieces the
+  mesh's proxy uses, neither encrypted nor stored): what the hops alone allow.
 
 Reading it: each byte crosses three TLS connections (client→gateway, gateway→api,
 api→fileservice), each decrypting and re-encrypting it, plus the streaming AEAD,
@@ -43,7 +46,7 @@ from pathlib import Path
 from carevault_crypto import DEFAULT_SEGMENT_SIZE, FileKey, StreamingEncryptor
 from carevault_crypto.measure import aes256gcm_seconds
 from tests.bench.framework import BASELINE, FILES, TIMES, BenchContext, Goal, Measured, Skip, scenario
-from tests.bench.procstat import CpuMeter, peak_rss_mib
+from tests.bench.procstat import CpuMeter, CpuUsage, peak_rss_mib
 from tests.bench.scenarios.records import create_patient
 
 MIB = 1024 * 1024
@@ -153,6 +156,68 @@ def _memory_note(before: dict[str, float], peaks: dict[str, float]) -> str:
     return "RSS before → peak (MiB): " + ", ".join(f"{name} {before[name]:.0f} → {peaks[name]:.0f}" for name in peaks)
 
 
+@dataclass(frozen=True)
+class FloorTransfers:
+    up_seconds: float
+    down_seconds: float
+    up_cpu: CpuUsage
+    down_cpu: CpuUsage
+
+
+async def _floor_transfers(ctx: BenchContext, size_mib: int, base: bytes) -> FloorTransfers:
+    """The same bytes up and down through the floor chain: three empty hops over TLS
+    and mTLS that stream as the mesh's proxy does, without encryption or storage."""
+    assert ctx.floor is not None
+    size = size_mib * MIB
+    session = ctx.floor.session(1, 3600)
+    try:
+        await ctx.quiet()
+
+        async def body() -> AsyncIterator[bytes]:
+            for i in range(size_mib):
+                yield _block(i, base)
+
+        before = ctx.meter.snapshot()
+        started = time.perf_counter()
+        async with session.post("/stream", data=body(), headers={"content-length": str(size)}) as resp:
+            answer = await resp.json()
+        up_seconds = time.perf_counter() - started
+        up_cpu = CpuMeter.usage(before, ctx.meter.snapshot())
+        if resp.status != 200 or answer.get("received") != size:
+            raise Skip(f"the floor chain's upload answered {resp.status}: {answer}")
+        await ctx.quiet()
+        received = 0
+        before = ctx.meter.snapshot()
+        started = time.perf_counter()
+        async with session.get(f"/stream/{size}") as resp:
+            async for part in resp.content.iter_any():
+                received += len(part)
+        down_seconds = time.perf_counter() - started
+        down_cpu = CpuMeter.usage(before, ctx.meter.snapshot())
+        if resp.status != 200 or received != size:
+            raise Skip(f"the floor chain's download answered {resp.status} with {received} of {size} bytes")
+    finally:
+        await session.close()
+    return FloorTransfers(up_seconds, down_seconds, up_cpu, down_cpu)
+
+
+def _floor_rows(floor: FloorTransfers, size: int, wall: str, reference: float) -> list[Measured]:
+    hops = "three empty hops (TLS, then mTLS twice), streamed as the mesh's proxy streams, neither encrypted nor stored"
+    return [
+        Measured(
+            rate=size / seconds / 1e6,
+            unit="MB/s",
+            label=f"Floor: {wall} {direction} through {hops}",
+            baseline_rate=reference,
+            goal=Goal(text="none: a reference for the two rows above"),
+            note=f"{seconds:.1f} s",
+            cpu=cpu,
+            requests=size // MIB,
+        )
+        for direction, seconds, cpu in (("up", floor.up_seconds, floor.up_cpu), ("down", floor.down_seconds, floor.down_cpu))
+    ]
+
+
 @scenario(
     "files-1gib",
     group=FILES,
@@ -237,6 +302,7 @@ async def files_1gib(ctx: BenchContext) -> list[Measured]:
         await ctx.call(ctx.gateway, "DELETE", f"/fhir/Binary/{binary_id}", headers=common)
     finally:
         await session.close()
+    floor = await _floor_transfers(ctx, size_mib, base) if ctx.floor is not None else None
 
     hwm = {name: peak_rss_mib(pid) for name, pid in pids.items()}
     worst = max([*up_peaks.values(), *down_peaks.values()], default=0.0)
@@ -280,6 +346,7 @@ async def files_1gib(ctx: BenchContext) -> list[Measured]:
             cpu=down_cpu,
             requests=size_mib,
         ),
+        *(_floor_rows(floor, size, wall, reference) if floor is not None else []),
         Measured(
             rate=worst,
             unit="MiB",

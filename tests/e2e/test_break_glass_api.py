@@ -69,6 +69,24 @@ async def patient_with_records(mesh: RunningMesh, count: int = 3) -> Patient:
     return Patient(session, patient_id, key, records)
 
 
+# A scanned document of the patient's: its bytes must come back identical through break-glass.
+SCAN = b"%PDF-1.4 scanned referral letter " + bytes(range(256)) * 8
+
+
+def binary_headers(patient_id: str) -> dict[str, str]:
+    return {"content-type": "application/pdf", "x-security-context": f"Patient/{patient_id}"}
+
+
+async def upload_binary(patient: Patient) -> str:
+    """The patient stores a file of their own; its Binary id."""
+    stored = await patient.session.request(
+        "POST", "/fhir/Binary", content=SCAN, headers={"x-patient-key": patient.key} | binary_headers(patient.patient_id)
+    )
+    assert stored.status_code == 201, stored.text
+    binary_id: str = stored.headers["location"].split("/")[1]
+    return binary_id
+
+
 def document_body(patient_id: str, content: bytes = DOCUMENT, tenant: str = TENANT) -> dict[str, Any]:
     return {
         "tenant": tenant,
@@ -135,6 +153,8 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     await admin_session(mesh)
     patient = await patient_with_records(mesh)
     neighbour = await patient_with_records(mesh, count=1)
+    scan = await upload_binary(patient)
+    neighbour_scan = await upload_binary(neighbour)
     # The hosting doctor also administers the platform: api lets them decide, keyservice
     # still refuses their own request (self-approval is keyservice's rule, not api's).
     doctor, doctor_id = await signed_in(mesh, HOSTING, ["hosting-doctor", "platform-admin"])
@@ -225,6 +245,13 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     search = await glass.request("GET", f"/fhir/Observation?subject=Patient/{patient.patient_id}", headers=with_key)
     assert search.status_code == 200 and len(search.json()["entry"]) == len(patient.records)
     assert (await glass.request("GET", f"/fhir/Patient/{patient.patient_id}", headers=with_key)).status_code == 200
+    # Files too: the raw content, a range of it, and the Binary resource.
+    raw = await glass.request("GET", f"/fhir/Binary/{scan}", headers=with_key | {"accept": "*/*"})
+    assert raw.status_code == 200 and raw.content == SCAN, raw.text[:200]
+    part = await glass.request("GET", f"/fhir/Binary/{scan}", headers=with_key | {"accept": "*/*", "range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == SCAN[10:20]
+    as_json = await glass.request("GET", f"/fhir/Binary/{scan}", headers=with_key)
+    assert as_json.status_code == 200 and base64.b64decode(as_json.json()["data"]) == SCAN
     everything = await glass.request("GET", f"/fhir/Patient/{patient.patient_id}/$everything", headers=with_key)
     assert everything.status_code == 200, everything.text
     exported = {e["resource"]["id"] for e in everything.json()["entry"]}
@@ -243,6 +270,12 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     by_id = await glass.request("GET", f"/fhir/Observation/{other_obs}", headers=neighbour_key)
     assert by_id.status_code == 403, by_id.text
     assert "valueQuantity" not in by_id.text
+    other_file = await glass.request("GET", f"/fhir/Binary/{neighbour_scan}", headers=neighbour_key | {"accept": "*/*"})
+    assert other_file.status_code == 403 and SCAN not in other_file.content, other_file.text[:200]
+    overwrite = await glass.request(
+        "PUT", f"/fhir/Binary/{scan}", content=b"overwritten", headers=with_key | binary_headers(patient.patient_id)
+    )
+    assert overwrite.status_code == 403, overwrite.text
     write = await glass.request("POST", "/fhir/Observation", json=observation(patient.patient_id), headers=with_key)
     assert write.status_code == 403
     assert (await glass.request("GET", "/admin/users")).status_code == 403
@@ -259,6 +292,8 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
     assert after.status_code == 403, after.text
     after_export = await glass.request("GET", f"/fhir/Patient/{patient.patient_id}/$everything", headers=with_key)
     assert after_export.status_code == 403, after_export.text
+    after_file = await glass.request("GET", f"/fhir/Binary/{scan}", headers=with_key | {"accept": "*/*"})
+    assert after_file.status_code == 403 and SCAN not in after_file.content
     assert (await doctor.request("POST", f"/break-glass/requests/{request_id}/package")).status_code == 403
     assert (await doctor.request("POST", f"/break-glass/requests/{request_id}/token")).status_code == 403
 
@@ -282,6 +317,7 @@ async def test_a_forgotten_key_is_recovered_and_read_through_the_api(mesh: Runni
         ("breakglass.closed", "HTTP 200", "close"),
         ("breakglass.refused", "HTTP 403", "break-glass-not-open"),
         ("breakglass.refused", "HTTP 403", "break-glass-not-open"),
+        ("breakglass.refused", "HTTP 403", "break-glass-not-open"),  # the file, after the close
         ("breakglass.refused", "HTTP 403", "not-releasable"),
         ("breakglass.refused", "HTTP 403", "break-glass-not-open"),
     ]

@@ -236,6 +236,7 @@ def build() -> Schema:
             "observability": obj(
                 {
                     "otlpEndpoint": string(pattern=r"^$|^https?://"),
+                    "traceSampleRatio": {"type": "number", "minimum": 0, "maximum": 1},
                     "sentryDsn": string(pattern=r"^$|^https?://"),
                     "egress": obj({**PEER, "ports": {"type": "array", "items": PORT, "minItems": 1}}),
                 }

@@ -242,3 +242,21 @@ def test_binary_limits_reach_every_service_on_the_path() -> None:
     assert configs["cv-carevault-api"]["API_MAX_BINARY_BYTES"] == "104857600"
     assert configs["cv-carevault-fileservice"]["FILESERVICE_MAX_BLOB_BYTES"] == "104857600"
     assert configs["cv-carevault-api"]["API_BINARY_ORPHAN_SWEEP_INTERVAL_SECONDS"] == "0"
+
+
+def test_trace_sampling_reaches_every_exporting_service() -> None:
+    result = helm(
+        *template_args(
+            VALUE_SETS["preprod"],
+            "--set", "observability.otlpEndpoint=http://otel-collector.monitoring:4318/v1/traces",
+            "--set-json", "observability.traceSampleRatio=0.1",
+            "--set-json", 'observability.egress.namespaceLabels={"kubernetes.io/metadata.name":"monitoring"}',
+        ),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    configs = {d["metadata"]["name"]: d["data"] for d in load_documents(result.stdout) if d.get("kind") == "ConfigMap"}
+    for service in ("gateway", "api", "records", "fileservice"):
+        prefix = SETTINGS_OF[service][0]
+        assert configs[f"cv-carevault-{service}"][prefix + "TRACE_SAMPLE_RATIO"] == "0.1", service
+    assert configs["cv-carevault-keyservice"]["KEYSERVICE_OTLP_ENDPOINT"] == ""  # keyservice exports nothing

@@ -233,6 +233,7 @@ api, and the issuer of api's tokens. Both must see the same one. */}}
 {{ $p }}_GRACEFUL_SHUTDOWN_SECONDS: {{ $root.Values.global.gracefulShutdownSeconds | quote }}
 {{- if include "carevault.exportsTelemetry" . }}
 {{ $p }}_OTLP_ENDPOINT: {{ $root.Values.observability.otlpEndpoint | quote }}
+{{ $p }}_TRACE_SAMPLE_RATIO: {{ $root.Values.observability.traceSampleRatio | quote }}
 {{ $p }}_SENTRY_DSN: {{ $root.Values.observability.sentryDsn | quote }}
 {{- else }}
 {{ $p }}_OTLP_ENDPOINT: ""

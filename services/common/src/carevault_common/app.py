@@ -34,7 +34,7 @@ READINESS_CACHE_SECONDS = 1.0
 def bootstrap(service: str, settings: ServiceSettings) -> None:
     """Process-wide setup; call once before building the apps."""
     configure_logging(service, settings.log_level, settings.log_file)
-    configure_tracing(service, settings.otlp_endpoint)
+    configure_tracing(service, settings.otlp_endpoint, settings.trace_sample_ratio)
     configure_error_reports(service, settings.sentry_dsn, settings.environment.value)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_file: Path | None = None
     otlp_endpoint: str = ""
+    # With an OTLP endpoint: the share of traces recorded and exported (decided where a
+    # trace starts, at the gateway; the hops behind follow). Without one, none is recorded.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     sentry_dsn: str = ""
     # Seconds the server keeps serving in-flight requests after SIGTERM.
     graceful_shutdown_seconds: float = 10.0

@@ -328,23 +328,20 @@ async def files_1gib(ctx: BenchContext) -> list[Measured]:
             goal=Goal(),
             sub=True,
         ),
-        Measured(
-            rate=size / up_seconds / 1e6,
-            unit="MB/s",
-            label=f"Upload {wall}: POST /fhir/Binary, streamed",
-            baseline_rate=reference,
-            note=f"{up_seconds:.1f} s, {where}; {size / up_seconds / 1e6 / cipher_rate:.2f}{TIMES} the cipher alone; {_memory_note(up_before, up_peaks)}",
-            cpu=up_cpu,
-            requests=size_mib,
-        ),
-        Measured(
-            rate=size / down_seconds / 1e6,
-            unit="MB/s",
-            label=f"Download {wall}: GET /fhir/Binary/{{id}}, streamed",
-            baseline_rate=reference,
-            note=f"{down_seconds:.1f} s; {size / down_seconds / 1e6 / cipher_rate:.2f}{TIMES} the cipher alone; {_memory_note(down_before, down_peaks)}",
-            cpu=down_cpu,
-            requests=size_mib,
+        *(
+            Measured(
+                rate=size / seconds / 1e6,
+                unit="MB/s",
+                label=label,
+                baseline_rate=reference,
+                note=f"{seconds:.1f} s{context}; {size / seconds / 1e6 / cipher_rate:.2f}{TIMES} the cipher alone; {_memory_note(before_rss, peaks)}",
+                cpu=cpu,
+                requests=size_mib,
+            )
+            for label, seconds, context, cpu, before_rss, peaks in (
+                (f"Upload {wall}: POST /fhir/Binary, streamed", up_seconds, f", {where}", up_cpu, up_before, up_peaks),
+                (f"Download {wall}: GET /fhir/Binary/{{id}}, streamed", down_seconds, "", down_cpu, down_before, down_peaks),
+            )
         ),
         *(_floor_rows(floor, size, wall, reference) if floor is not None else []),
         Measured(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carevault_common.db import savepoint
 from carevault_crypto import PatientKey
 from carevault_crypto.escrow import EscrowContext, seal_escrow
 from carevault_keyservice.escrow import repository
@@ -30,7 +31,7 @@ async def escrow_patient_key(
             continue
         package = seal_escrow(doctor_key, key, context)
         try:
-            async with session.begin_nested():
+            async with savepoint(session):
                 await repository.add_package(
                     session, tenant=tenant, patient_id=patient_id, key_version=key_version, doctor_key_id=doctor_key.key_id, package=package
                 )

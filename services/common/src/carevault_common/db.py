@@ -73,6 +73,26 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
             raise
 
 
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A savepoint inside the session's transaction: what happens in it is undone alone
+    if it fails, and commits or rolls back with the transaction otherwise.
+
+    Use it instead of ``session.begin_nested()``. On SQLite, pysqlite opens the database
+    transaction only at the first INSERT/UPDATE/DELETE; a SAVEPOINT before that opens
+    the transaction itself, and its RELEASE then commits everything so far: the rest of
+    the request is no longer atomic with it. Here the transaction is opened first, as
+    a write transaction (BEGIN IMMEDIATE: a savepoint is taken to write, and a deferred
+    read snapshot could not be upgraded once another writer committed)."""
+    if session.get_bind().dialect.name == "sqlite":
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+    async with session.begin_nested():
+        yield
+
+
 async def forget_deleted_pages(engine: AsyncEngine) -> None:
     """After an erasure on SQLite: checkpoint the write-ahead log and truncate it, so
     that no earlier page image of erased rows stays in the -wal file (with

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_api.models import AuditAnchor, AuditChainHead, AuditCheckpoint, AuditEvent
 from carevault_common.auditchain import EventContent, event_hash
+from carevault_common.db import savepoint
 
 HEAD_ROW = 1
 
@@ -132,7 +133,7 @@ async def last_checkpoint(session: AsyncSession) -> StoredCheckpoint | None:
 async def add_checkpoint(session: AsyncSession, *, seq: int, chain_hash: str, signed_at: datetime, key_id: str, signature: bytes) -> bool:
     """False if another replica signed this head first."""
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             await session.execute(
                 insert(AuditCheckpoint).values(seq=seq, hash=chain_hash, signed_at=signed_at, key_id=key_id, signature=signature)
             )

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_api.models import ErasureJournalEntry
+from carevault_common.db import savepoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class JournalEntry:
 async def note_requested(session: AsyncSession, *, tenant: str, pseudonym: str, now: datetime, request_id: str | None) -> None:
     """Journal an erasure before anything is erased; a repeated request keeps the first entry."""
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             session.add(ErasureJournalEntry(tenant=tenant, pseudonym=pseudonym, requested_at=now, completed_at=None, request_id=request_id))
             await session.flush()
     except IntegrityError:

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carevault_common.db import savepoint
 from carevault_common.errors import Conflict, ProblemError
 from carevault_records.idempotency import repository
 
@@ -79,7 +80,7 @@ async def known(session: AsyncSession, tenant: str, key: str) -> bool:
 async def remember(session: AsyncSession, tenant: str, key: str, fingerprint: str, status: int, response: dict[str, Any]) -> None:
     now = datetime.now(UTC)
     try:
-        async with session.begin_nested():
+        async with savepoint(session):
             await repository.put(
                 session,
                 tenant=tenant,

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from carevault_common.db import savepoint
 from carevault_common.errors import ProblemError
 from carevault_records.fhir.bundles import (
     EntryResult,
@@ -112,14 +113,14 @@ class BundleService:
         fails are the entries replayed one savepoint each."""
         order = plan.processing_order()
         try:
-            async with keyrings.session.begin_nested():
+            async with savepoint(keyrings.session):
                 return await self._apply(keyrings, plan, order, base_url)
         except (FhirError, ProblemError):
             pass
         results: dict[int, EntryResult] = {}
         for entry in order:
             try:
-                async with keyrings.session.begin_nested():
+                async with savepoint(keyrings.session):
                     results |= await self._apply(keyrings, plan, [entry], base_url)
             except (FhirError, ProblemError) as exc:
                 entry.error = _as_fhir_error(exc)

@@ -260,3 +260,12 @@ def test_trace_sampling_reaches_every_exporting_service() -> None:
         prefix = SETTINGS_OF[service][0]
         assert configs[f"cv-carevault-{service}"][prefix + "TRACE_SAMPLE_RATIO"] == "0.1", service
     assert configs["cv-carevault-keyservice"]["KEYSERVICE_OTLP_ENDPOINT"] == ""  # keyservice exports nothing
+
+
+def test_trusted_proxies_reach_the_gateway() -> None:
+    assert render("prod").named("ConfigMap", "cv-carevault-gateway")["data"]["GATEWAY_TRUSTED_PROXIES"] == ""
+    result = helm(*template_args(VALUE_SETS["preprod"], "--set-json", 'gateway.trustedProxies=["10.0.0.0/8","192.0.2.10/32"]'))
+    configs = {d["metadata"]["name"]: d["data"] for d in load_documents(result.stdout) if d.get("kind") == "ConfigMap"}
+    assert configs["cv-carevault-gateway"]["GATEWAY_TRUSTED_PROXIES"] == "10.0.0.0/8,192.0.2.10/32"
+    refused = helm(*template_args(VALUE_SETS["preprod"], "--set-json", 'gateway.trustedProxies=["ingress.example"]'), check=False)
+    assert refused.returncode != 0 and "trustedProxies" in refused.stderr, refused.stderr

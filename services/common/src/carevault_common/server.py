@@ -56,9 +56,10 @@ def _server(app: FastAPI, host: str, port: int, settings: ServiceSettings, ssl_c
         "log_config": None,
         "access_log": False,
         "server_header": False,
-        # X-Forwarded-For is not taken from any peer: the gateway limits by the address
-        # that connected (one hop further a peer is a mesh service, never a client).
-        "proxy_headers": False,
+        # X-Forwarded-For is taken only from the proxies the gateway is told to trust (its
+        # rate limit counts clients); every other service's peers are mesh services.
+        "proxy_headers": bool(settings.proxy_peers()),
+        "forwarded_allow_ips": settings.proxy_peers() or None,
         "date_header": False,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "timeout_keep_alive": 30,

@@ -55,6 +55,10 @@ class ServiceSettings(BaseSettings):
         """The certificate and key this service presents to its clients."""
         return self.tls_cert_file, self.tls_key_file
 
+    def proxy_peers(self) -> list[str]:
+        """Peers whose X-Forwarded-For names the client (none: the connecting address is the client)."""
+        return []
+
     @property
     def is_production_like(self) -> bool:
         return self.environment in (Environment.PREPROD, Environment.PROD)

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 from fastapi import Request
 from prometheus_client import Counter, Gauge, Histogram
@@ -47,6 +48,15 @@ APPEND_SECONDS = Histogram(
 # Events written in one transaction at most (group commit, see AuditTrail._write_pending).
 MAX_BATCH = 200
 CHECKPOINT_LAG = Gauge("carevault_audit_unsigned_events", "Events after the last signed checkpoint, as last seen by this replica.")
+
+
+class EventFields(TypedDict, total=False):
+    """What an event may say besides its name, actor and outcome (``AuditTrail.append``)."""
+
+    resource_type: str | None
+    resource_id: str | None
+    patient_id: str | None
+    details: Mapping[str, str | int | bool | list[str]] | None
 
 
 class AuditUnavailable(ProblemError):
@@ -100,23 +110,13 @@ class AuditTrail:
     def pseudonym(self, tenant: str, patient_id: str) -> str:
         return self.pseudonyms.pseudonym(tenant, patient_id)
 
-    async def append(
-        self,
-        event: str,
-        actor: Actor,
-        *,
-        outcome: int | None,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        patient_id: str | None = None,
-        details: Mapping[str, str | int | bool | list[str]] | None = None,
-    ) -> str:
+    async def append(self, event: str, actor: Actor, *, outcome: int | None, **fields: Unpack[EventFields]) -> str:
         """Store one event; returns its id. Raises :class:`AuditUnavailable`.
 
         ``patient_id`` is stored as its pseudonym only. For a Patient resource the
         id *is* the patient id, so it is stored as that pseudonym too.
         """
-        content = self._content(event, actor, outcome, resource_type, resource_id, patient_id, details)
+        content = self._content(event, actor, outcome, **fields)
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((content, done))
@@ -136,10 +136,10 @@ class AuditTrail:
         event: str,
         actor: Actor,
         outcome: int | None,
-        resource_type: str | None,
-        resource_id: str | None,
-        patient_id: str | None,
-        details: Mapping[str, str | int | bool | list[str]] | None,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        patient_id: str | None = None,
+        details: Mapping[str, str | int | bool | list[str]] | None = None,
     ) -> EventContent:
         definition = spec(event)
         patient = self.pseudonym(actor.tenant, patient_id) if patient_id else None
@@ -166,22 +166,13 @@ class AuditTrail:
         )
 
     async def append_in(
-        self,
-        session: AsyncSession,
-        event: str,
-        actor: Actor,
-        *,
-        outcome: int | None,
-        resource_type: str | None = None,
-        resource_id: str | None = None,
-        patient_id: str | None = None,
-        details: Mapping[str, str | int | bool | list[str]] | None = None,
+        self, session: AsyncSession, event: str, actor: Actor, *, outcome: int | None, **fields: Unpack[EventFields]
     ) -> str:
         """Store one event in ``session``'s transaction: it commits, or rolls back, with
         the act that session carries (an administrative change and its event are one
         transaction). The chain head stays locked until then. Raises :class:`AuditUnavailable`;
         the session must then be rolled back (letting the error propagate does that)."""
-        content = self._content(event, actor, outcome, resource_type, resource_id, patient_id, details)
+        content = self._content(event, actor, outcome, **fields)
         try:
             head = await repository.lock_head(session, self.lock_timeout_ms)
             await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=datetime.now(UTC))])

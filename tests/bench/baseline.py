@@ -31,7 +31,7 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from carevault_common.proxy import STREAM_PIECE, coalesce
+from carevault_common.proxy import STREAM_PIECE, coalesce, relayed_body
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
 RELAY_ENV = "CVBENCH_RELAY_TO"
@@ -145,15 +145,7 @@ async def stream_out(size: int, request: Request) -> Response:
     headers = {"content-length": str(size)}
     if request.app.state.relay_to:
         upstream = await request.app.state.session.get(f"{request.app.state.relay_to}/stream/{size}")
-
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in upstream.content.iter_any():
-                    yield chunk
-            finally:
-                upstream.release()
-
-        return StreamingResponse(relay(), headers=headers, media_type="application/octet-stream")
+        return StreamingResponse(relayed_body(upstream), headers=headers, media_type="application/octet-stream")
 
     async def zeros() -> AsyncIterator[bytes]:
         for offset in range(0, size, STREAM_PIECE):

@@ -166,25 +166,6 @@ def baseline_server(port: int = BASELINE_PORT) -> Iterator[subprocess.Popen[byte
 FLOOR_HOPS = (("gateway", "api"), ("api", "records"), ("records", None))
 
 
-def _wait_https(url: str, context: ssl.SSLContext, procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"a floor hop exited; see {STATE_ROOT / 'floor.stderr'}")
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the floor chain was not ready after {timeout:.0f}s; see {STATE_ROOT / 'floor.stderr'}")
-        time.sleep(0.1)
-
-
 @contextmanager
 def floor_chain(mesh_state: Path, first_port: int) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """The three hops up (their entry URL and processes); stopped on exit."""
@@ -208,7 +189,8 @@ def floor_chain(mesh_state: Path, first_port: int) -> Iterator[tuple[str, list[s
                 }
             procs.append(_uvicorn(ports[index], env, tls, "floor.stderr"))
         url = f"https://127.0.0.1:{ports[0]}"
-        _wait_https(url + "/healthz", ssl.create_default_context(cafile=ca), procs)
+        context = ssl.create_default_context(cafile=ca)
+        wait_until_ok(url + "/healthz", procs, 30, name="a floor hop", logs=STATE_ROOT / "floor.stderr", context=context)
         yield url, procs
     finally:
         for proc in procs:

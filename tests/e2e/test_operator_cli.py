@@ -4,21 +4,26 @@ services refuse to start on bad settings; migrations match the models."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from carevault_cli.mesh import DB_SERVICES
+from carevault_common.app import READINESS_CACHE_SECONDS
 from tests.support import REPO_ROOT, free_port_offset
 
+SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
 MIGRATIONS = {
     "api": REPO_ROOT / "services/api/migrations",
     "records": REPO_ROOT / "services/records/migrations",
@@ -47,6 +52,7 @@ def test_carevault_run_serves_then_stops_every_service_on_sigterm(tmp_path: Path
         assert any(f"https://127.0.0.1:{8443 + offset}" in line for line in lines), lines
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 5
+        assert_one_trace_id_in_every_log(tmp_path / "state", offset)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
@@ -58,6 +64,27 @@ def test_carevault_run_serves_then_stops_every_service_on_sigterm(tmp_path: Path
         if proc.poll() is None:  # a failed assertion must not leave the platform running
             subprocess.run(["pkill", "-KILL", "-P", str(proc.pid)], check=False)  # children first, while still its own
             proc.kill()
+
+
+def assert_one_trace_id_in_every_log(state: Path, offset: int) -> None:
+    """On the defaults (no OTLP endpoint, so no span is recorded) a request still gets a
+    trace id at the gateway that every hop logs: a health check fans out to all five."""
+    time.sleep(READINESS_CACHE_SECONDS * 1.5)  # the start-up polling's cached answers expire
+    context = ssl.create_default_context(cafile=str(state / "ca.pem"))
+    resp = httpx.get(f"https://127.0.0.1:{8443 + offset}/healthz", verify=context, timeout=10)
+    assert resp.status_code == 200, resp.text
+    request_id = resp.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    while True:
+        logs = {s: (state / "logs" / f"{s}.log").read_text(encoding="utf-8") for s in SERVICES}
+        lines = [json.loads(line) for line in logs["gateway"].splitlines() if request_id in line]
+        trace_ids = {line["trace_id"] for line in lines if "trace_id" in line}
+        missing = [s for s, text in logs.items() if not trace_ids or not all(t in text for t in trace_ids)]
+        if (trace_ids and not missing) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(trace_ids) == 1 and not missing, (trace_ids, missing)
+    assert trace_ids != {"0" * 32}, "no valid trace id was made"
 
 
 def test_a_service_refuses_to_start_with_missing_tls_material(tmp_path: Path) -> None:

@@ -10,32 +10,14 @@ limit fails upstream (502/503); what does not is answered 429."""
 from __future__ import annotations
 
 import ssl
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from carevault_cli.mesh import Mesh, MeshLayout, prepare_state, stop_process
+from carevault_cli.mesh import Mesh, MeshLayout, prepare_state, stop_process, wait_until_ok
 from tests.support import free_port_offset
 
 LIMIT = {"GATEWAY_RATE_LIMIT_PER_SECOND": "0.5", "GATEWAY_RATE_LIMIT_BURST": "3"}
-
-
-def _wait_listening(layout: MeshLayout, proc_alive: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{layout.management_port('gateway')}/healthz"
-    while time.monotonic() < deadline:
-        assert proc_alive(), f"the gateway exited; see {layout.state_dir / 'logs'}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise TimeoutError("the gateway did not start")
 
 
 def _answers(state_dir: Path, env: dict[str, str], forwarded_for: list[str]) -> list[httpx.Response]:
@@ -46,7 +28,8 @@ def _answers(state_dir: Path, env: dict[str, str], forwarded_for: list[str]) -> 
     mesh.start_one("gateway")
     gateway = mesh.processes["gateway"]
     try:
-        _wait_listening(layout, lambda: gateway.poll() is None)
+        health = f"http://127.0.0.1:{layout.management_port('gateway')}/healthz"
+        wait_until_ok(health, gateway, 30, name="the gateway", logs=layout.state_dir / "logs")
         context = ssl.create_default_context(cafile=str(layout.state_dir / "ca.pem"))
         with httpx.Client(base_url=layout.gateway_url, verify=context, timeout=10) as client:
             return [client.get("/fhir/metadata", headers={"x-forwarded-for": value}) for value in forwarded_for]

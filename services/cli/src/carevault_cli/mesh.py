@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,14 +269,25 @@ class Mesh:
         return {service: self.stop_one(service) for service in reversed(list(self.processes))}
 
 
-def wait_until_ok(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, *, name: str, logs: Path) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``proc`` exits meanwhile."""
+def wait_until_ok(
+    url: str,
+    proc: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]] | None,
+    timeout: float,
+    *,
+    name: str,
+    logs: Path,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``proc`` (or any of several)
+    exits meanwhile. ``context``: the TLS context for an https:// URL."""
+    procs = [] if proc is None else [proc] if isinstance(proc, subprocess.Popen) else list(proc)
     deadline = time.monotonic() + timeout
     while True:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode}; see {logs}")
+        for each in procs:
+            if each.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {each.returncode}; see {logs}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - http://127.0.0.1 URLs from callers here
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:  # noqa: S310 - 127.0.0.1 URLs from callers here
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -98,6 +98,19 @@ def _internal_headers(upstream_headers: object) -> dict[str, str]:
     return {k.lower(): v for k, v in items if k.lower().startswith(INTERNAL_PREFIX)}
 
 
+async def relayed_body(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """A peer's streamed body, piece by piece, for a StreamingResponse; the upstream
+    connection is released at the end, whatever the end. An upstream that stops early
+    (a peer aborting a transfer it cannot finish, e.g. a file segment that failed
+    authentication) raises here, after the headers: the server then aborts this
+    connection too, so a failed transfer is never relayed as a complete one."""
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()
+
+
 @dataclass
 class Answer:
     """A peer's answer that has not been sent on yet: status and headers known,
@@ -119,24 +132,13 @@ class Answer:
             return Response(self.body, status_code=self.status, headers=self.headers)
         upstream = self._upstream
         assert upstream is not None
-
-        async def relay() -> AsyncIterator[bytes]:
-            # An upstream that stops early (a peer aborting a transfer it cannot finish)
-            # raises here, after the headers: the server then aborts this connection too,
-            # so a failed transfer is never relayed as a complete one.
-            try:
-                async for chunk in upstream.content.iter_any():
-                    yield chunk
-            finally:
-                upstream.release()
-
         headers = dict(self.headers)
         length = upstream.headers.get("content-length")
         if length is not None and length.isdigit():
             # The bytes are relayed unchanged (no decompression): the length still holds,
             # and keeps a short transfer detectable by the client.
             headers["content-length"] = length
-        return StreamingResponse(relay(), status_code=self.status, headers=headers)
+        return StreamingResponse(relayed_body(upstream), status_code=self.status, headers=headers)
 
     def discard(self) -> None:
         if self._upstream is not None:

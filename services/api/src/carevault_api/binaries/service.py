@@ -51,7 +51,7 @@ from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_common.clients import ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
-from carevault_common.proxy import coalesce
+from carevault_common.proxy import coalesce, relayed_body
 
 logger = logging.getLogger("carevault.api.binaries")
 
@@ -336,16 +336,8 @@ class BinaryService:
             raise error
         headers = common | {k: upstream.headers[k] for k in _RANGE_HEADERS if k in upstream.headers}
 
-        async def relay() -> AsyncIterator[bytes]:
-            # A failure upstream (fileservice aborted: a segment failed authentication)
-            # raises here, after the headers: the connection to the client is then
-            # aborted too, so the client sees a failed transfer, never a complete one.
-            try:
-                async for chunk in upstream.content.iter_any():
-                    yield chunk
-            finally:
-                upstream.release()
-
         # The stored type exactly as sent (media_type= would add a charset to text/*).
         headers["content-type"] = content_type
-        return StreamingResponse(relay(), status_code=upstream.status, headers=headers)
+        # A failure upstream (fileservice aborted: a segment failed authentication) aborts
+        # the client's connection too (relayed_body): never a complete-looking transfer.
+        return StreamingResponse(relayed_body(upstream), status_code=upstream.status, headers=headers)

@@ -3,6 +3,7 @@ serialise, checkpoints sign the head, retention prunes at a signed checkpoint.""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -10,11 +11,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from carevault_api.audit.service import Actor, AuditTrail, AuditUnavailable
+from carevault_api.config import MIGRATIONS_DIR
 from carevault_cli.audit import verify_database
-from carevault_common.db import create_engine, session_factory
+from carevault_common.db import create_engine, run_migrations, session_factory
 from carevault_crypto.checkpoint import generate_checkpoint_signer
 from carevault_crypto.pseudonym import PseudonymKey
 
@@ -86,12 +89,40 @@ async def test_retention_prunes_at_a_signed_checkpoint_and_the_chain_still_verif
     assert (report.first_seq, report.last_seq) == (5, 8)  # 8: the audit.pruned event
 
 
+async def test_an_append_sqlite_refuses_at_once_is_written_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite may refuse a write at once when another process holds the database
+    (SQLITE_BUSY without waiting); nothing was stored, so the batch is run again
+    rather than refusing the request. Here the engine does not wait at all, and the
+    other process lets go the moment the first attempt has been refused."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'api.sqlite'}"
+    run_migrations(MIGRATIONS_DIR, url)
+    other_process = sqlite3.connect(tmp_path / "api.sqlite", check_same_thread=False)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+    impatient = create_async_engine(url, connect_args={"timeout": 0})
+    refusals: list[str | None] = []
+
+    @event.listens_for(impatient.sync_engine, "handle_error")
+    def let_go(context) -> None:  # type: ignore[no-untyped-def]
+        refusals.append(getattr(context.original_exception, "sqlite_errorname", None))
+        other_process.rollback()
+
+    trail = AuditTrail(session_factory(impatient), PseudonymKey.generate(), None, retention=timedelta(days=3653))
+    await trail.append("fhir.read", ACTOR, outcome=200)
+    await impatient.dispose()
+    other_process.close()
+    assert refusals == ["SQLITE_BUSY"]
+    report = await verify_database(url, None)
+    assert report.ok, report.findings
+    assert report.events == 1
+
+
 REPLICA = textwrap.dedent(
     """
     import asyncio, sys, time
     from datetime import timedelta
     from carevault_api.audit.service import Actor, AuditTrail
     from carevault_common.db import create_engine, session_factory
+    from carevault_common.logging import configure_logging
     from carevault_crypto.pseudonym import PseudonymKey
 
     async def main(url, count, tasks, start_at):
@@ -106,6 +137,7 @@ REPLICA = textwrap.dedent(
         print(time.time())
         await engine.dispose()
 
+    configure_logging("api", "WARNING")  # a refused batch says why (error_code), on stderr
     asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
     """
 )

@@ -31,6 +31,29 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def database_error_code(exc: BaseException) -> str | None:
+    """The driver's code for a database failure, for logs: SQLite's error name
+    (``SQLITE_BUSY``) or PostgreSQL's SQLSTATE (``55P03``). Never the message, which
+    can quote the statement's values."""
+    driver_error = getattr(exc, "orig", None)
+    code = getattr(driver_error, "sqlite_errorname", None) or getattr(driver_error, "sqlstate", None)
+    return str(code) if code else None
+
+
+# SQLite's primary result codes (extended codes carry them in the low byte).
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def is_sqlite_lock_conflict(exc: BaseException) -> bool:
+    """SQLite refused a write because another connection held the database: a
+    transaction that did not commit (SQLite commits whole or not at all), so it may
+    be run again. SQLite answers so at once, without waiting out the busy timeout,
+    when waiting could deadlock, e.g. a read snapshot that another writer has since
+    moved past (``SQLITE_BUSY_SNAPSHOT``)."""
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 def create_engine(url: str, *, pool_size: int = 8, max_overflow: int = 0) -> AsyncEngine:
     if is_sqlite(url):
         _ensure_sqlite_dir(url)

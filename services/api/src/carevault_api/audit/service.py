@@ -30,7 +30,7 @@ from carevault_api.audit import repository
 from carevault_api.audit.events import spec
 from carevault_api.auth.principal import Principal
 from carevault_common.auditchain import EventContent, canonical_details, checkpoint_payload
-from carevault_common.db import session_scope
+from carevault_common.db import database_error_code, is_sqlite_lock_conflict, session_scope
 from carevault_common.errors import ProblemError
 from carevault_common.logging import Verbatim, request_id_var
 from carevault_crypto.checkpoint import CheckpointSigner
@@ -47,6 +47,8 @@ APPEND_SECONDS = Histogram(
 )
 # Events written in one transaction at most (group commit, see AuditTrail._write_pending).
 MAX_BATCH = 200
+# A batch SQLite refused at once (another process's write) is tried again this often.
+SQLITE_CONFLICT_RETRIES = 4
 CHECKPOINT_LAG = Gauge("carevault_audit_unsigned_events", "Events after the last signed checkpoint, as last seen by this replica.")
 
 
@@ -178,7 +180,9 @@ class AuditTrail:
             await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=datetime.now(UTC))])
         except SQLAlchemyError as exc:
             APPEND_FAILURES.inc()
-            logger.error("audit event not stored", extra={"event": event, "error_type": type(exc).__name__})
+            logger.error(
+                "audit event not stored", extra={"event": event, "error_type": type(exc).__name__, "error_code": database_error_code(exc)}
+            )
             raise AuditUnavailable("The audit trail is unavailable; nothing was changed. Retry later.") from None
         EVENTS_RECORDED.labels(event).inc()
         return content.event_id
@@ -190,13 +194,13 @@ class AuditTrail:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                async with session_scope(self.sessions) as session:
-                    head = await repository.lock_head(session, self.lock_timeout_ms)
-                    now = datetime.now(UTC)
-                    await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=now) for content, _ in batch])
+                await self._store([content for content, _ in batch])
             except Exception as exc:  # whatever it is, every waiter must learn it: none may hang
                 APPEND_FAILURES.inc(len(batch))
-                logger.warning("audit batch not stored", extra={"events": len(batch), "error_type": type(exc).__name__})
+                logger.warning(
+                    "audit batch not stored",
+                    extra={"events": len(batch), "error_type": type(exc).__name__, "error_code": database_error_code(exc)},
+                )
                 for _, waiter in batch:
                     if not waiter.done():
                         waiter.set_exception(AuditUnavailable("The audit trail is unavailable; nothing was relayed. Retry later."))
@@ -204,6 +208,24 @@ class AuditTrail:
             for _, waiter in batch:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    async def _store(self, contents: list[EventContent]) -> None:
+        """One transaction that appends ``contents`` at the head. SQLite can refuse it
+        at once when another process writes (see ``is_sqlite_lock_conflict``); it
+        then stored nothing, and is run again, a few times, before the callers are
+        refused."""
+        for attempt in range(SQLITE_CONFLICT_RETRIES + 1):
+            try:
+                async with session_scope(self.sessions) as session:
+                    head = await repository.lock_head(session, self.lock_timeout_ms)
+                    now = datetime.now(UTC)
+                    await repository.append_locked(session, head, [dataclasses.replace(content, recorded_at=now) for content in contents])
+                return
+            except SQLAlchemyError as exc:
+                if attempt == SQLITE_CONFLICT_RETRIES or not is_sqlite_lock_conflict(exc):
+                    raise
+                logger.info("audit batch met a SQLite lock conflict; writing it again", extra={"error_code": database_error_code(exc)})
+                await asyncio.sleep(0.005 * 2**attempt)
 
     # -- checkpoints and retention ---------------------------------------------------------
 
@@ -283,7 +305,7 @@ class AuditTrail:
                     next_prune = time.monotonic() + prune_every
                     await self.prune()
             except Exception as exc:  # the loop must outlive a bad moment of the database
-                logger.warning("audit maintenance failed", extra={"error_type": type(exc).__name__})
+                logger.warning("audit maintenance failed", extra={"error_type": type(exc).__name__, "error_code": database_error_code(exc)})
 
 
 def trail_of(request: Request) -> AuditTrail:

@@ -41,7 +41,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
-from typing import Final, NoReturn
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from carevault_crypto._encoding import encode_parts
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.errors import DecryptionError
 
 BytesLike = bytes | bytearray | memoryview
@@ -93,7 +94,7 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-class Aead:
+class Aead(Opaque):
     """AES-256-GCM with an internally generated random nonce."""
 
     __slots__ = ("_gcm",)
@@ -115,11 +116,8 @@ class Aead:
         except InvalidTag:
             raise DecryptionError from None
 
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled")
 
-
-class CommittingAead:
+class CommittingAead(Opaque):
     """AES-256-GCM with an HMAC-SHA-256 key commitment checked before decrypting."""
 
     __slots__ = ("_commit_key", "_gcm")
@@ -163,11 +161,8 @@ class CommittingAead:
         except InvalidTag:
             raise DecryptionError from None
 
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled")
 
-
-class SegmentCipher:
+class SegmentCipher(Opaque):
     """AES-256-GCM for one stream: nonce = prefix(7) | index(4, BE) | last flag(1)."""
 
     __slots__ = ("_gcm", "_prefix")
@@ -193,9 +188,6 @@ class SegmentCipher:
             return self._gcm.decrypt(self._nonce(index, last), segment, None)
         except InvalidTag:
             raise DecryptionError from None
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled")
 
 
 # --- audit checkpoints: Ed25519 ------------------------------------------------------
@@ -285,7 +277,7 @@ class HpkePublicKey:
         self._key = key
 
 
-class HpkePrivateKey:
+class HpkePrivateKey(Opaque):
     """Opaque handle on an HPKE private key: prints ``***``, refuses to pickle."""
 
     __slots__ = ("_key", "_mlkem", "_public", "_suite", "_x25519")
@@ -303,14 +295,6 @@ class HpkePrivateKey:
         else:
             self._key = hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key)
             self._public = mlkem_key.public_key().public_bytes_raw() + x25519_key.public_key().public_bytes_raw()
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled")
 
 
 def hpke_generate(kem: HpkeKem) -> HpkePrivateKey:

@@ -26,10 +26,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import unicodedata
-from typing import Any, NoReturn, SupportsIndex
+from typing import Any
 
 from carevault_crypto import _escrow_format as fmt
 from carevault_crypto import _primitives
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.errors import DecryptionError
 from carevault_crypto.keys import PatientKey, _patient_key_from_raw
 
@@ -202,7 +203,7 @@ class DoctorPublicKey:
         return f"DoctorPublicKey(key_id={self.key_id!r}, suite={self.suite.value})"
 
 
-class DoctorPrivateKey:
+class DoctorPrivateKey(Opaque):
     """The hosting doctor's private key: lives offline, opaque, prints ``***``."""
 
     __slots__ = ("__hpke_key", "__public")
@@ -284,14 +285,7 @@ class DoctorPrivateKey:
             raise DoctorKeyFileError("doctor private key file: halves do not match")
         return key
 
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
-        raise TypeError("a doctor private key cannot be pickled")
-
+    # Immutable: a copy may be the key itself (pickling stays refused).
     def __copy__(self) -> DoctorPrivateKey:
         return self
 

@@ -39,10 +39,11 @@ Blind index v1: ``base64url(0x01 | HMAC-SHA-256(bi key, parts(param, value))[:16
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from typing import Final
 
 from carevault_crypto import _primitives, _record_blob
 from carevault_crypto._encoding import b64url_encode, encode_parts
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.context import PatientContext, RecordContext
 from carevault_crypto.errors import DecryptionError
 from carevault_crypto.keys import FileKey, PatientKey, _file_key_from_raw
@@ -72,7 +73,7 @@ def _kek(patient_key: PatientKey, salt: bytes, ctx_bytes: bytes) -> _primitives.
     return _primitives.CommittingAead.derive(patient_key._raw, salt=salt, info=encode_parts(_KEK_LABEL, ctx_bytes))
 
 
-class PatientKeyring:
+class PatientKeyring(Opaque):
     """An opened per-patient keyring. Opaque: prints as ``***``, refuses pickling."""
 
     __slots__ = (
@@ -187,19 +188,3 @@ class PatientKeyring:
             raise DecryptionError
         raw = self._file_wrap.open(blob[_FILE_HEADER_SIZE:], self._file_ad(associated))
         return _file_key_from_raw(raw)
-
-    # -- opacity ----------------------------------------------------------------------
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __format__(self, format_spec: str) -> str:
-        return "***"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")

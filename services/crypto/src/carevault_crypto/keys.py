@@ -3,8 +3,9 @@
 Both hold 32 secret random bytes and are deliberately hard to leak:
 
 * they print as ``***`` (``repr``, ``str``, f-strings, logging);
-* they refuse to be pickled or copied (``__reduce__`` raises), so they cannot end
-  up in a cache, a task queue or a session store by accident;
+* they refuse to be pickled or copied, so they cannot end up in a cache, a task
+  queue or a session store by accident (``_opaque.Opaque``, the base of every
+  object here that holds a key);
 * they have no public attribute, method or constructor that yields or takes raw
   bytes. Clear key material crosses the boundary only through
   :mod:`carevault_crypto.export` (and the two parsing classmethods below).
@@ -21,10 +22,11 @@ Key hierarchy (see the package README for the whole picture)::
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from typing import Final
 
 from carevault_crypto import _primitives
 from carevault_crypto._encoding import b64url_decode
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.errors import InvalidKeyFormat
 
 __all__ = ["FileKey", "PatientKey"]
@@ -33,7 +35,7 @@ _TOKEN: Final = object()
 _FILE_KEY_TRANSPORT_VERSION: Final = b"\x01"
 
 
-class _SecretKey:
+class _SecretKey(Opaque):
     """Base of opaque 32-byte keys. Package-internal code reads ``_raw``."""
 
     __slots__ = ("_raw",)
@@ -54,23 +56,6 @@ class _SecretKey:
         return _primitives.constant_time_equal(self._raw, other._raw)
 
     __hash__ = None  # type: ignore[assignment]  # keys are not dict keys / set members
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __format__(self, format_spec: str) -> str:
-        return "***"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
-
-    def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
-
-    def __getstate__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
 
 
 class PatientKey(_SecretKey):

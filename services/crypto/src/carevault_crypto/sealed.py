@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Final
 
 from carevault_crypto import _primitives
 from carevault_crypto._encoding import b64url_decode, b64url_encode, encode_parts
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.errors import DecryptionError, InvalidKeyFormat
 
 __all__ = ["SealingKey", "SecretSealer", "is_sealed"]
@@ -39,7 +40,7 @@ _AD_LABEL: Final = b"carevault/sealed-secret/ad/v1"
 _TOKEN: Final = object()
 
 
-class SealingKey:
+class SealingKey(Opaque):
     __slots__ = ("_aead", "_key_id")
 
     def __init__(self, raw: bytes, *, _token: object = None) -> None:
@@ -77,14 +78,6 @@ class SealingKey:
     def key_id(self) -> str:
         """Names the key in sealed values (derived, reveals nothing of the key)."""
         return self._key_id
-
-    def __repr__(self) -> str:
-        return "***"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("key objects cannot be pickled or copied")
 
 
 def is_sealed(value: str) -> bool:

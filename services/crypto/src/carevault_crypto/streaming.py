@@ -43,6 +43,7 @@ from typing import Final, NoReturn
 
 from carevault_crypto import _primitives
 from carevault_crypto._encoding import encode_parts
+from carevault_crypto._opaque import Opaque
 from carevault_crypto.errors import DecryptionError
 from carevault_crypto.keys import FileKey
 
@@ -125,7 +126,7 @@ def _full_segments(buf: bytearray, chunk: _primitives.BytesLike, size: int) -> l
     return segments
 
 
-class StreamingEncryptor:
+class StreamingEncryptor(Opaque):
     """Encrypt a file of any size in bounded memory.
 
     Write :attr:`header`, then everything returned by :meth:`update`, then what
@@ -172,11 +173,8 @@ class StreamingEncryptor:
         self._buf.clear()
         return last
 
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled or copied")
 
-
-class StreamingDecryptor:
+class StreamingDecryptor(Opaque):
     """Decrypt sequentially in bounded memory; see the module docstring on truncation."""
 
     __slots__ = ("_buf", "_cipher", "_done", "_index", "_seg_ct")
@@ -218,9 +216,6 @@ class StreamingDecryptor:
         self._done = True
         self._buf.clear()
         raise DecryptionError
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled or copied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +277,7 @@ def segments_for_range(plaintext_size: int, start: int, end: int, *, segment_siz
     )
 
 
-class RandomAccessDecryptor:
+class RandomAccessDecryptor(Opaque):
     """Decrypt individual segments (HTTP Range requests) of one stored file."""
 
     __slots__ = ("_cipher", "segment_size")
@@ -314,6 +309,3 @@ class RandomAccessDecryptor:
             for index in range(rng.first_segment, rng.last_segment + 1)
         ]
         return b"".join(parts)[rng.skip : rng.skip + rng.length]
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("key objects cannot be pickled or copied")

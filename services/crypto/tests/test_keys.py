@@ -18,8 +18,8 @@ from carevault_crypto import (
     RandomAccessDecryptor,
     StreamingDecryptor,
     StreamingEncryptor,
+    _primitives,
 )
-from carevault_crypto import _primitives
 from carevault_crypto.checkpoint import generate_checkpoint_signer
 from carevault_crypto.export import file_key_to_transport, patient_key_to_header
 from carevault_crypto.pseudonym import PseudonymKey

@@ -36,6 +36,8 @@ from tests.bench.stack import DB_PREFIX, _dsn
 TENANT = "dev"
 SMALL = (100, 100)  # patients, observations each: 10,000 records
 LARGE = (10_000, 100)  # 1,000,000 records
+# Issue 8: read and search p50 at LARGE within this factor of the same at SMALL.
+MAX_P50_FACTOR = 1.5
 CODES = ("85354-9", "8867-4", "29463-7", "8302-2", "2708-6")
 CHUNK_PATIENTS = 50
 SCALE_WORKERS = 4
@@ -260,7 +262,7 @@ async def _measure(ctx: BenchContext, sample: list[tuple[str, str, list[str]]], 
     "records-scale",
     group=RECORDS,
     title="Scale: read and patient search at 1,000,000 records / 10,000 patients vs 10,000 records",
-    goal=Goal(text="p50 within 1.5 times the 10,000-record figure"),
+    goal=Goal(text=f"p50 within {MAX_P50_FACTOR:g} times the 10,000-record figure"),
     # Seeding a million records takes several minutes here (about 3,000 records/s on 2 cores).
     timeout=1200,
     in_default_run=False,
@@ -308,7 +310,8 @@ async def records_scale(ctx: BenchContext) -> list[Measured]:
                 p50_ms=large_p50,
                 p99_ms=large_p99,
                 label=f"{title} at {seeded_total:,} records: p50 {factor:.2f} times the 10,000-record p50 ({small_p50:.1f} ms)",
-                goal=Goal(text="p50 within 1.5 times the 10,000-record figure"),
+                goal=Goal(text=f"p50 within {MAX_P50_FACTOR:g} times the 10,000-record figure"),
+                met=factor <= MAX_P50_FACTOR,
                 note=(
                     f"{seeded_total:,} records seeded by COPY in {time.perf_counter() - began:.0f} s "
                     f"({extra[0] * extra[1] / seed_seconds:,.0f} records/s; {where}). "

@@ -41,7 +41,7 @@ def database_error_code(exc: BaseException) -> str | None:
 
 
 # SQLite's primary result codes (extended codes carry them in the low byte).
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_PROTOCOL = 5, 6, 15
 
 
 def is_sqlite_lock_conflict(exc: BaseException) -> bool:
@@ -49,9 +49,11 @@ def is_sqlite_lock_conflict(exc: BaseException) -> bool:
     transaction that did not commit (SQLite commits whole or not at all), so it may
     be run again. SQLite answers so at once, without waiting out the busy timeout,
     when waiting could deadlock, e.g. a read snapshot that another writer has since
-    moved past (``SQLITE_BUSY_SNAPSHOT``)."""
+    moved past (``SQLITE_BUSY_SNAPSHOT``), and gives up on the write-ahead log's
+    shared-memory locks after many quick tries under heavy contention
+    (``SQLITE_PROTOCOL``)."""
     code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_PROTOCOL)
 
 
 def create_engine(url: str, *, pool_size: int = 8, max_overflow: int = 0) -> AsyncEngine:

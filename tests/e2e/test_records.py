@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -75,6 +76,28 @@ async def test_create_read_update_delete_with_history(fhir: httpx.AsyncClient, m
     gone = await fhir.get(f"/Observation/{obs['id']}", headers={"x-patient-key": key})
     assert gone.status_code == 410
     assert gone.json()["issue"][0]["code"] == "deleted"
+
+
+async def test_updates_of_one_version_sent_at_once_one_wins_the_rest_get_412(fhir: httpx.AsyncClient) -> None:
+    """Eight clients update the same version at once: one new version, seven 412s, no
+    5xx. On SQLite the losers once read the version outside the write's transaction
+    and broke its primary key (500)."""
+    key = new_patient_key()
+    patient_id = await create_patient(fhir, key)
+    created = await fhir.post("/Observation", json=observation(patient_id), headers={"x-patient-key": key})
+    obs_id = created.json()["id"]
+    for _ in range(3):
+        current = (await fhir.get(f"/Observation/{obs_id}", headers={"x-patient-key": key})).json()
+        etag = f'W/"{current["meta"]["versionId"]}"'
+
+        async def update(value: int, current: dict[str, Any] = current, etag: str = etag) -> httpx.Response:
+            changed = {**current, "valueQuantity": {**current["valueQuantity"], "value": value}}
+            return await fhir.put(f"/Observation/{obs_id}", json=changed, headers={"x-patient-key": key, "if-match": etag})
+
+        answers = await asyncio.gather(*(update(value) for value in range(8)))
+        assert sorted(a.status_code for a in answers) == [200] + [412] * 7, [a.text[:200] for a in answers if a.status_code >= 500]
+    history = await fhir.get(f"/Observation/{obs_id}/_history", headers={"x-patient-key": key})
+    assert [e["response"]["etag"] for e in history.json()["entry"]] == ['W/"4"', 'W/"3"', 'W/"2"', 'W/"1"']
 
 
 async def test_keys_are_checked_before_anything_is_decrypted(fhir: httpx.AsyncClient) -> None:

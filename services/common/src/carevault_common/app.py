@@ -10,13 +10,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from carevault_common.db import create_engine, database_ready, session_factory
-from carevault_common.errors import install_error_handlers
+from carevault_common.db import create_engine, database_error_code, database_ready, is_sqlite_lock_conflict, session_factory
+from carevault_common.errors import ServiceUnavailable, install_error_handlers, render_problem, unexpected_error
 from carevault_common.logging import configure_logging
 from carevault_common.settings import DatabaseSettings, ServiceSettings
 from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
@@ -25,6 +26,8 @@ from carevault_common.telemetry import RequestContextMiddleware, configure_error
 def json_response(body: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
+
+logger = logging.getLogger("carevault.errors")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -68,7 +71,22 @@ def attach_database(app: FastAPI, settings: DatabaseSettings) -> AsyncEngine:
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     add_readiness_check(app, "database", lambda: database_ready(engine))
+    app.add_exception_handler(DBAPIError, _database_error)
     return engine
+
+
+class DatabaseBusy(ServiceUnavailable):
+    code, title = "database-busy", "The database is busy with another write"
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A transaction SQLite turned away for another writer (see
+    ``is_sqlite_lock_conflict``) committed nothing: 503 and a retry, not a 500."""
+    if not is_sqlite_lock_conflict(exc):
+        return await unexpected_error(request, exc)
+    logger.warning("database busy", extra={"error_code": database_error_code(exc)})
+    busy = DatabaseBusy("Nothing was changed; retry in a moment.", headers={"retry-after": "1"})
+    return render_problem(request.url.path, busy.to_problem(), busy.headers)
 
 
 async def _run_check(check: ReadinessCheck) -> bool:

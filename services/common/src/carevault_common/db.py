@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 NAMING_CONVENTION = {
@@ -73,6 +73,11 @@ def create_engine(url: str, *, pool_size: int = 8, max_overflow: int = 0) -> Asy
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            if connection.get_execution_options().get(_BEGIN_IMMEDIATE):
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False)
 
@@ -85,6 +90,25 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# An execution option of the engines write_sessions() makes; read by the SQLite "begin" hook.
+_BEGIN_IMMEDIATE = "carevault_begin_immediate"
+
+
+def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that read, decide, then write (a conditional update reads
+    the current version, compares it, writes the next one).
+
+    On SQLite their transaction takes the database's write lock at BEGIN (BEGIN
+    IMMEDIATE, waiting out the busy timeout like any write), so what they read cannot
+    change before they commit. Otherwise pysqlite starts the transaction only at the
+    first write: the reads before it are not part of it, and two such requests at once
+    decided on the same state, and the loser broke a constraint (a 500, where a 412 was
+    due). Such a transaction must not wait on another session of the same database. On
+    PostgreSQL the option does nothing: the code locks the rows it decides on there
+    (``FOR UPDATE``)."""
+    return session_factory(engine.execution_options(**{_BEGIN_IMMEDIATE: True}))
 
 
 @asynccontextmanager

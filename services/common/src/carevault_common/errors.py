@@ -185,13 +185,15 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return render_problem(request.url.path, _validation_problem(exc))
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error")
-        report_error(exc)
-        problem = ProblemError("An internal error occurred.", status=500, code="internal-error", title="Internal error")
-        return render_problem(request.url.path, problem.to_problem())
-
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """A 500 problem for what no handler expected; logged and reported."""
+    logger.exception("unhandled error")
+    report_error(exc)
+    problem = ProblemError("An internal error occurred.", status=500, code="internal-error", title="Internal error")
+    return render_problem(request.url.path, problem.to_problem())

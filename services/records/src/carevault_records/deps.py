@@ -36,7 +36,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     # READ COMMITTED each statement sees its own snapshot inside a transaction too,
     # so this changes no result; a read's only write (re-escrow to a new doctor
     # key, one statement) commits by itself.
-    factory = request.app.state.read_sessions if request.method in READ_METHODS else request.app.state.sessions
+    # A write decides on what it read (If-Match, conditional create, idempotency):
+    # write_sessions keeps that true until it commits, on SQLite too.
+    factory = request.app.state.read_sessions if request.method in READ_METHODS else request.app.state.write_sessions
     async with session_scope(factory) as session:
         yield session
 

@@ -1,0 +1,98 @@
+"""Requests that read, decide and then write stay correct on SQLite, the embedded
+default: ``write_sessions`` hold the write lock from BEGIN, and a transaction SQLite
+turns away for another writer is answered 503 with a retry, never 500.
+
+Found by two concurrent PUTs with the same If-Match on records: pysqlite began the
+transaction only at the first write, both requests read version 1, and the loser
+broke the version's primary key (a 500 where FHIR asks for 412)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from carevault_common.app import attach_database, build_app
+from carevault_common.db import create_engine, session_factory, session_scope, write_sessions
+from carevault_common.settings import DatabaseSettings
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'writes.db'}")
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE head (version INTEGER NOT NULL)")
+        await conn.exec_driver_sql("CREATE TABLE versions (version INTEGER PRIMARY KEY)")
+        await conn.exec_driver_sql("INSERT INTO head VALUES (1)")
+        await conn.exec_driver_sql("INSERT INTO versions VALUES (1)")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _conditional_update(sessions: async_sessionmaker[AsyncSession], expected: int) -> bool:
+    """As records' update: read the current version, compare, write the next one."""
+    async with session_scope(sessions) as session:
+        current = (await session.execute(text("SELECT version FROM head"))).scalar_one()
+        if current != expected:
+            return False  # 412
+        await asyncio.sleep(0.05)  # the other request reads meanwhile
+        await session.execute(text("INSERT INTO versions VALUES (:v)"), {"v": current + 1})
+        await session.execute(text("UPDATE head SET version = :v"), {"v": current + 1})
+    return True
+
+
+async def test_two_conditional_updates_at_once_one_wins_the_other_is_told(engine: AsyncEngine) -> None:
+    answers = await asyncio.gather(*(_conditional_update(write_sessions(engine), expected=1) for _ in range(2)))
+    assert sorted(answers) == [False, True]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT version FROM versions ORDER BY version"))).scalars().all() == [1, 2]
+
+
+async def test_without_the_write_lock_both_decide_on_the_same_version(engine: AsyncEngine) -> None:
+    """What write_sessions prevents: with plain sessions the second insert breaks the key."""
+    answers = await asyncio.gather(
+        *(_conditional_update(session_factory(engine), expected=1) for _ in range(2)), return_exceptions=True
+    )
+    assert any(isinstance(answer, Exception) for answer in answers)
+
+
+async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    settings = DatabaseSettings(database_url=f"sqlite+aiosqlite:///{path}")
+    other_process = sqlite3.connect(path, check_same_thread=False)
+    other_process.execute("PRAGMA journal_mode=WAL")
+    other_process.execute("CREATE TABLE item (name TEXT)")
+    other_process.commit()
+    app = build_app("test")
+
+    @app.post("/fhir/Item")
+    async def create(request: Request) -> dict[str, str]:
+        async with session_scope(request.app.state.sessions) as session:
+            conn = await session.connection()
+            await conn.exec_driver_sql("BEGIN")  # a read transaction, as a deferred one is
+            await conn.exec_driver_sql("SELECT count(*) FROM item")
+            other_process.execute("BEGIN IMMEDIATE")  # another writer, now
+            await conn.exec_driver_sql("INSERT INTO item VALUES ('x')")  # SQLite refuses at once
+        return {}
+
+    engine = attach_database(app, settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            answer = await client.post("/fhir/Item")
+    finally:
+        await engine.dispose()
+    other_process.rollback()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["issue"][0]["details"]["coding"][0]["code"] == "database-busy"
+    assert other_process.execute("SELECT count(*) FROM item").fetchone() == (0,)
+    other_process.close()

@@ -59,9 +59,7 @@ async def test_two_conditional_updates_at_once_one_wins_the_other_is_told(engine
 
 async def test_without_the_write_lock_both_decide_on_the_same_version(engine: AsyncEngine) -> None:
     """What write_sessions prevents: with plain sessions the second insert breaks the key."""
-    answers = await asyncio.gather(
-        *(_conditional_update(session_factory(engine), expected=1) for _ in range(2)), return_exceptions=True
-    )
+    answers = await asyncio.gather(*(_conditional_update(session_factory(engine), expected=1) for _ in range(2)), return_exceptions=True)
     assert any(isinstance(answer, Exception) for answer in answers)
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +10,7 @@ from tests.support import (
     SECRETS_USED,
     RunningMesh,
     drop_databases,
+    find_file_key,
     find_needles,
     free_port_offset,
     running_mesh,
@@ -41,11 +41,6 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             asyncio.run(drop_databases(f"cvtest{offset}"))
 
 
-# A file key in its transport form (base64url of 0x01 | 32 bytes): what api hands
-# fileservice per request. It must never be stored or logged.
-FILE_KEY_TRANSPORT = re.compile(rb"(?<![A-Za-z0-9_-])AQ[A-Za-z0-9_-]{42}(?![A-Za-z0-9_-])")
-
-
 def assert_nothing_secret_at_rest(running: RunningMesh) -> None:
     haystacks = {
         "databases": asyncio.run(running.dump_databases()),
@@ -55,7 +50,7 @@ def assert_nothing_secret_at_rest(running: RunningMesh) -> None:
     for where, haystack in haystacks.items():
         # Every canary starts so: one search finds any of them, even one the tests lost track of.
         assert b"CANARY" not in haystack, f"a canary was found in the {where} of the {running.backend} mesh"
-        assert FILE_KEY_TRANSPORT.search(haystack) is None, f"a file key was found in the {where} of the {running.backend} mesh"
+        assert find_file_key(haystack) is None, f"a file key was found in the {where} of the {running.backend} mesh"
         found = find_needles(haystack, [form for raw in SECRETS_USED for form in secret_forms(raw)])
         assert not found, f"a patient key was found in the {where} of the {running.backend} mesh"
         canaries = find_needles(haystack, [value.encode() for value in CANARIES])

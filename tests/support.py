@@ -295,6 +295,22 @@ _MIN_ANCHORED = 2 * _BLOCK - 1
 _CHUNK_BLOCKS = 1 << 20
 
 
+# A file key in its transport form (base64url of 0x01 | 32 bytes): what api hands
+# fileservice per request. It must never be stored or logged.
+_FILE_KEY_TRANSPORT = re.compile(rb"(?<![A-Za-z0-9_-])AQ[A-Za-z0-9_-]{42}(?![A-Za-z0-9_-])")
+# Certificates and keys of the mesh's own PKI: standard base64, whose "+" and "/" and
+# line ends bound 44-character runs that now and then begin with "AQ" (the run of a
+# P-256 key's algorithm identifier, when its alignment puts it at a line start).
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.DOTALL)
+
+
+def find_file_key(haystack: bytes) -> bytes | None:
+    """The first run of ``haystack`` that has the form of a transmitted file key,
+    outside PEM blocks (which hold DER, never one)."""
+    found = _FILE_KEY_TRANSPORT.search(_PEM_BLOCK.sub(b"-", haystack))
+    return found.group() if found else None
+
+
 def find_needles(haystack: bytes, needles: Iterable[bytes]) -> set[bytes]:
     """The needles that occur in ``haystack``, in one pass over it whatever their
     number (``needle in haystack`` for each of hundreds of keys in five forms over

@@ -8,6 +8,7 @@ tests/e2e/test_break_glass_api.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -56,6 +57,24 @@ async def patient_with_records(mesh: RunningMesh) -> tuple[str, str, list[dict[s
             for i in range(3)
         ]
     return key, patient_id, created
+
+
+async def test_decisions_sent_at_once_on_one_request_one_is_taken_the_rest_get_409(
+    mesh: RunningMesh, patient_with_records: tuple[str, str, list[dict[str, Any]]]
+) -> None:
+    """Approvals and rejections of one request at once: exactly one decision stands.
+    On SQLite each once read the request "open" outside its write's transaction, so
+    every one was answered 200 and the last write won over the others' answers."""
+    _, patient_id, _ = patient_with_records
+    async with keyservice(mesh) as ks:
+        for _ in range(3):
+            request = await open_request(ks, patient_id)
+            decide = f"/break-glass/requests/{request['id']}/decision"
+            answers = await asyncio.gather(*(ks.post(decide, json={"decided_by": f"admin-{i}", "approve": i % 2 == 0}) for i in range(6)))
+            assert sorted(a.status_code for a in answers) == [200] + [409] * 5, [a.text[:200] for a in answers]
+            taken = next(a.json() for a in answers if a.status_code == 200)
+            stored = (await ks.get(f"/break-glass/requests/{request['id']}")).json()
+            assert (stored["status"], stored["decided_by"]) == (taken["status"], taken["decided_by"])
 
 
 async def test_forgotten_key_is_recovered_through_an_approved_request(

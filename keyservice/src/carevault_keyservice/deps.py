@@ -12,7 +12,10 @@ from carevault_common.db import session_scope
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(request.app.state.sessions) as session:
+    # A write decides on what it read (a request still open, a package not yet there):
+    # write_sessions keeps that true until it commits, on SQLite too.
+    factory = request.app.state.sessions if request.method in ("GET", "HEAD") else request.app.state.write_sessions
+    async with session_scope(factory) as session:
         yield session
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from carevault_common.db import create_engine, database_error_code, database_ready, is_sqlite_lock_conflict, session_factory
+from carevault_common.db import create_engine, database_error_code, database_ready, is_sqlite_lock_conflict, session_factory, write_sessions
 from carevault_common.errors import ServiceUnavailable, install_error_handlers, render_problem, unexpected_error
 from carevault_common.logging import configure_logging
 from carevault_common.settings import DatabaseSettings, ServiceSettings
@@ -65,11 +65,13 @@ def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
 
 
 def attach_database(app: FastAPI, settings: DatabaseSettings) -> AsyncEngine:
-    """For lifespans: the service's engine, its session factory on ``app.state.sessions``
-    and the "database" readiness check. The lifespan disposes of the engine it returns."""
+    """For lifespans: the service's engine, its session factories on ``app.state.sessions``
+    and ``app.state.write_sessions`` (see ``carevault_common.db.write_sessions``) and the
+    "database" readiness check. The lifespan disposes of the engine it returns."""
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.write_sessions = write_sessions(engine)
     add_readiness_check(app, "database", lambda: database_ready(engine))
     app.add_exception_handler(DBAPIError, _database_error)
     return engine

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from carevault_common.app import add_readiness_check, attach_database, build_app, lifespan_marker, mesh_router
-from carevault_common.db import session_factory, write_sessions
+from carevault_common.db import session_factory
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import client_context_for
 from carevault_records.binaries.router import router as binaries_router
@@ -38,7 +38,6 @@ def create_app(settings: Settings) -> FastAPI:
         keyservice.keyset_ttl_seconds = settings.escrow_keyset_ttl_seconds
         await keyservice.start()
         app.state.read_sessions = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
-        app.state.write_sessions = write_sessions(engine)
         app.state.keyservice = keyservice
         app.state.resources = ResourceService(PatientKeys(keyservice))
         app.state.bundles = BundleService(app.state.resources)

@@ -16,8 +16,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from carevault_common.db import create_engine, database_error_code, database_ready, is_sqlite_lock_conflict, session_factory, write_sessions
-from carevault_common.errors import ServiceUnavailable, install_error_handlers, render_problem, unexpected_error
+from carevault_common.db import (
+    create_engine,
+    database_error_code,
+    database_ready,
+    is_sqlite_lock_conflict,
+    is_unique_violation,
+    session_factory,
+    write_sessions,
+)
+from carevault_common.errors import Conflict, ProblemError, ServiceUnavailable, install_error_handlers, render_problem, unexpected_error
 from carevault_common.logging import configure_logging
 from carevault_common.settings import DatabaseSettings, ServiceSettings
 from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
@@ -81,14 +89,25 @@ class DatabaseBusy(ServiceUnavailable):
     code, title = "database-busy", "The database is busy with another write"
 
 
+class ConcurrentWrite(Conflict):
+    code, title = "concurrent-write", "Another request wrote the same thing at the same time"
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
-    """A transaction SQLite turned away for another writer (see
-    ``is_sqlite_lock_conflict``) committed nothing: 503 and a retry, not a 500."""
-    if not is_sqlite_lock_conflict(exc):
+    """Database failures that are the moment's, not the code's, and left nothing
+    written (the request's transaction rolled back): a transaction SQLite turned away
+    for another writer (``is_sqlite_lock_conflict``) is 503 with a retry; a duplicate
+    key, as two requests creating the same thing at once end in, is 409. Anything
+    else is a 500."""
+    problem: ProblemError
+    if is_sqlite_lock_conflict(exc):
+        problem = DatabaseBusy("Nothing was changed; retry in a moment.", headers={"retry-after": "1"})
+    elif is_unique_violation(exc):
+        problem = ConcurrentWrite("Nothing of this request was written; read the current state before trying again.")
+    else:
         return await unexpected_error(request, exc)
-    logger.warning("database busy", extra={"error_code": database_error_code(exc)})
-    busy = DatabaseBusy("Nothing was changed; retry in a moment.", headers={"retry-after": "1"})
-    return render_problem(request.url.path, busy.to_problem(), busy.headers)
+    logger.warning("database refused a write", extra={"problem": problem.code, "error_code": database_error_code(exc)})
+    return render_problem(request.url.path, problem.to_problem(), problem.headers)
 
 
 async def _run_check(check: ReadinessCheck) -> bool:

@@ -40,6 +40,15 @@ def database_error_code(exc: BaseException) -> str | None:
     return str(code) if code else None
 
 
+_UNIQUE_VIOLATIONS = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY", "23505"})
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """A write that would have duplicated a key: on either backend, what two requests
+    creating the same thing at once end in, the later one rolled back whole."""
+    return database_error_code(exc) in _UNIQUE_VIOLATIONS
+
+
 # SQLite's primary result codes (extended codes carry them in the low byte).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_PROTOCOL = 5, 6, 15
 

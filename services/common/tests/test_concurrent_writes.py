@@ -1,6 +1,7 @@
 """Requests that read, decide and then write stay correct on SQLite, the embedded
 default: ``write_sessions`` hold the write lock from BEGIN, and a transaction SQLite
-turns away for another writer is answered 503 with a retry, never 500.
+turns away for another writer is answered 503 with a retry, never 500. A duplicate
+key (two requests creating the same thing at once) is 409 on both backends.
 
 Found by two concurrent PUTs with the same If-Match on records: pysqlite began the
 transaction only at the first write, both requests read version 1, and the loser
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from carevault_common.app import attach_database, build_app
 from carevault_common.db import create_engine, session_factory, session_scope, write_sessions
 from carevault_common.settings import DatabaseSettings
+from tests.support import require_postgres
 
 
 @pytest.fixture
@@ -94,3 +97,39 @@ async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp
     assert answer.json()["issue"][0]["details"]["coding"][0]["code"] == "database-busy"
     assert other_process.execute("SELECT count(*) FROM item").fetchone() == (0,)
     other_process.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'unique.db'}"
+    return require_postgres().replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_nothing(database_url: str) -> None:
+    """As two admins creating the same username at once: both checked, neither found
+    it, the second insert breaks the unique key."""
+    app = build_app("test")
+    table = f"name_{uuid.uuid4().hex[:8]}"
+
+    @app.post("/admin/names")
+    async def create(request: Request) -> dict[str, str]:
+        async with session_scope(request.app.state.sessions) as session:
+            await session.execute(text(f"INSERT INTO {table} VALUES ('jdoe', 'first')"))
+            await session.execute(text(f"INSERT INTO {table} VALUES ('jdoe', 'second')"))
+        return {}
+
+    engine = attach_database(app, DatabaseSettings(database_url=database_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, which TEXT)"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            answer = await client.post("/admin/names")
+        async with engine.begin() as conn:
+            left = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            await conn.execute(text(f"DROP TABLE {table}"))
+    finally:
+        await engine.dispose()
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["type"].endswith("/concurrent-write")
+    assert left == 0  # the request's first insert went with it

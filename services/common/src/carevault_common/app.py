@@ -30,12 +30,12 @@ from carevault_common.logging import configure_logging
 from carevault_common.settings import DatabaseSettings, ServiceSettings
 from carevault_common.telemetry import RequestContextMiddleware, configure_error_reports, configure_tracing
 
+logger = logging.getLogger("carevault.database")
+
 
 def json_response(body: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
-
-logger = logging.getLogger("carevault.errors")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_TIMEOUT_SECONDS = 2.0

@@ -51,6 +51,8 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 # SQLite's primary result codes (extended codes carry them in the low byte).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_PROTOCOL = 5, 6, 15
+# An execution option of the engines write_sessions() makes; read by the SQLite "begin" hook.
+_BEGIN_IMMEDIATE = "carevault_begin_immediate"
 
 
 def is_sqlite_lock_conflict(exc: BaseException) -> bool:
@@ -99,10 +101,6 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-# An execution option of the engines write_sessions() makes; read by the SQLite "begin" hook.
-_BEGIN_IMMEDIATE = "carevault_begin_immediate"
 
 
 def write_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from carevault_common.app import attach_database, build_app
 from carevault_common.db import create_engine, session_factory, session_scope, write_sessions
 from carevault_common.settings import DatabaseSettings
-from tests.support import require_postgres
 
 
 @pytest.fixture
@@ -97,13 +96,6 @@ async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp
     assert answer.json()["issue"][0]["details"]["coding"][0]["code"] == "database-busy"
     assert other_process.execute("SELECT count(*) FROM item").fetchone() == (0,)
     other_process.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'unique.db'}"
-    return require_postgres().replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
 async def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_nothing(database_url: str) -> None:

@@ -3,21 +3,11 @@ message (which can quote the statement's values)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from carevault_common.db import create_engine, database_error_code, is_sqlite_lock_conflict
-from tests.support import require_postgres
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'errors.db'}"
-    return require_postgres().replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
 async def test_a_failure_is_named_by_its_code_and_does_not_quote_the_statement(database_url: str) -> None:

@@ -13,11 +13,12 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 import pytest
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -65,14 +66,27 @@ async def test_without_the_write_lock_both_decide_on_the_same_version(engine: As
     assert any(isinstance(answer, Exception) for answer in answers)
 
 
-async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp_path: Path) -> None:
+def database_app(database_url: str) -> FastAPI:
+    """An app wired as every service's is: the database attached in its lifespan, which
+    runs after the app has started taking ASGI calls (a handler added only then would
+    never be used). Driven through TestClient, which runs the lifespan as uvicorn does."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = attach_database(app, DatabaseSettings(database_url=database_url))
+        yield
+        await engine.dispose()
+
+    return build_app("test", lifespan)
+
+
+def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp_path: Path) -> None:
     path = tmp_path / "busy.db"
-    settings = DatabaseSettings(database_url=f"sqlite+aiosqlite:///{path}")
     other_process = sqlite3.connect(path, check_same_thread=False)
     other_process.execute("PRAGMA journal_mode=WAL")
     other_process.execute("CREATE TABLE item (name TEXT)")
     other_process.commit()
-    app = build_app("test")
+    app = database_app(f"sqlite+aiosqlite:///{path}")
 
     @app.post("/fhir/Item")
     async def create(request: Request) -> dict[str, str]:
@@ -84,12 +98,8 @@ async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp
             await conn.exec_driver_sql("INSERT INTO item VALUES ('x')")  # SQLite refuses at once
         return {}
 
-    engine = attach_database(app, settings)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            answer = await client.post("/fhir/Item")
-    finally:
-        await engine.dispose()
+    with TestClient(app) as client:
+        answer = client.post("/fhir/Item")
     other_process.rollback()
     assert answer.status_code == 503, answer.text
     assert answer.headers["retry-after"] == "1"
@@ -98,11 +108,17 @@ async def test_a_transaction_sqlite_turns_away_is_a_503_that_changed_nothing(tmp
     other_process.close()
 
 
-async def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_nothing(database_url: str) -> None:
+def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_nothing(database_url: str) -> None:
     """As two admins creating the same username at once: both checked, neither found
     it, the second insert breaks the unique key."""
-    app = build_app("test")
+    app = database_app(database_url)
     table = f"name_{uuid.uuid4().hex[:8]}"
+
+    @app.post("/setup")
+    async def setup(request: Request) -> dict[str, str]:
+        async with session_scope(request.app.state.sessions) as session:
+            await session.execute(text(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, which TEXT)"))
+        return {}
 
     @app.post("/admin/names")
     async def create(request: Request) -> dict[str, str]:
@@ -111,17 +127,17 @@ async def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_noth
             await session.execute(text(f"INSERT INTO {table} VALUES ('jdoe', 'second')"))
         return {}
 
-    engine = attach_database(app, DatabaseSettings(database_url=database_url))
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, which TEXT)"))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            answer = await client.post("/admin/names")
-        async with engine.begin() as conn:
-            left = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
-            await conn.execute(text(f"DROP TABLE {table}"))
-    finally:
-        await engine.dispose()
+    @app.delete("/setup")
+    async def left_and_teardown(request: Request) -> dict[str, int]:
+        async with session_scope(request.app.state.sessions) as session:
+            left = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            await session.execute(text(f"DROP TABLE {table}"))
+        return {"left": left}
+
+    with TestClient(app) as client:
+        assert client.post("/setup").status_code == 200
+        answer = client.post("/admin/names")
+        left = client.delete("/setup").json()["left"]
     assert answer.status_code == 409, answer.text
     assert answer.json()["type"].endswith("/concurrent-write")
     assert left == 0  # the request's first insert went with it

@@ -64,6 +64,9 @@ def build_app(
     app = FastAPI(title=f"carevault {service}", lifespan=lifespan, redirect_slashes=False, telemetry=NO_NATIVE_TELEMETRY, **kwargs)
     app.state.readiness_checks = []
     install_error_handlers(app)
+    # Here, not in attach_database: the lifespan runs after Starlette has copied the
+    # handlers into its middleware stack, so a handler added there is never used.
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))
     return app
 
@@ -81,7 +84,6 @@ def attach_database(app: FastAPI, settings: DatabaseSettings) -> AsyncEngine:
     app.state.sessions = session_factory(engine)
     app.state.write_sessions = write_sessions(engine)
     add_readiness_check(app, "database", lambda: database_ready(engine))
-    app.add_exception_handler(DBAPIError, _database_error)
     return engine
 
 

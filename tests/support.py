@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -194,6 +195,19 @@ def free_port_offset() -> int:
             continue
         return offset
     raise RuntimeError("no free port range for a test mesh")
+
+
+async def get_when_ready(client: httpx.AsyncClient, path: str = "/healthz", headers: dict[str, str] | None = None) -> httpx.Response:
+    """GET a readiness endpoint until it answers 200, for up to 15 s; the last answer.
+    Readiness gives each hop it asks READINESS_TIMEOUT_SECONDS (2 s): on a loaded
+    machine one stall that long is one 503, which is right of a probe and no finding
+    of a test. A mesh that stays unready still fails the caller's assertion."""
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await client.get(path, headers=headers)
+        if resp.status_code == 200 or time.monotonic() > deadline:
+            return resp
+        await asyncio.sleep(0.5)
 
 
 async def drop_databases(prefix: str) -> None:

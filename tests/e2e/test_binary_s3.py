@@ -28,7 +28,7 @@ from tests.e2e.binary_crash import (
 )
 from tests.e2e.test_binary import _raw_request, content_with_canary, download, upload
 from tests.e2e.test_records import create_patient
-from tests.support import RunningMesh, new_patient_key, running_mesh
+from tests.support import RunningMesh, free_port_offset, new_patient_key, running_mesh
 
 MIB = 1024 * 1024
 
@@ -65,8 +65,7 @@ def s3_mesh(s3: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Ite
         "FILESERVICE_S3_SECRET_ACCESS_KEY_FILE": str(secrets / "secret-access-key"),
         "FILESERVICE_S3_PART_SIZE": str(5 * MIB),
     }
-    offset = int(os.environ.get("CAREVAULT_TEST_PORT_OFFSET", "1000")) + 200
-    with running_mesh(tmp_path_factory.mktemp("mesh-s3"), offset, "sqlite", extra_env=env) as running:
+    with running_mesh(tmp_path_factory.mktemp("mesh-s3"), free_port_offset(), "sqlite", extra_env=env) as running:
         yield running
     assert_nothing_secret_at_rest(running)
 

@@ -7,12 +7,12 @@ import ssl
 
 import pytest
 
-from tests.support import RunningMesh
+from tests.support import RunningMesh, get_when_ready
 
 
 async def test_gateway_health_over_https_says_mesh_ready(mesh: RunningMesh) -> None:
     async with mesh.client() as client:
-        resp = await client.get("/healthz")
+        resp = await get_when_ready(client)
     assert resp.status_code == 200
     assert resp.json() == {"status": "ready"}
     assert resp.headers["strict-transport-security"].startswith("max-age=")

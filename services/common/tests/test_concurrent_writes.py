@@ -41,13 +41,19 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def _conditional_update(sessions: async_sessionmaker[AsyncSession], expected: int) -> bool:
-    """As records' update: read the current version, compare, write the next one."""
+async def _conditional_update(sessions: async_sessionmaker[AsyncSession], expected: int, both_read: asyncio.Barrier | None = None) -> bool:
+    """As records' update: read the current version, compare, write the next one.
+    ``both_read``: wait until the other request has read too (without the write lock,
+    nothing else would order them; with it, the other request is still waiting to
+    begin, so the pause is a sleep)."""
     async with session_scope(sessions) as session:
         current = (await session.execute(text("SELECT version FROM head"))).scalar_one()
         if current != expected:
             return False  # 412
-        await asyncio.sleep(0.05)  # the other request reads meanwhile
+        if both_read is None:
+            await asyncio.sleep(0.05)  # the other request would read meanwhile, were it not waiting
+        else:
+            await both_read.wait()
         await session.execute(text("INSERT INTO versions VALUES (:v)"), {"v": current + 1})
         await session.execute(text("UPDATE head SET version = :v"), {"v": current + 1})
     return True
@@ -62,7 +68,10 @@ async def test_two_conditional_updates_at_once_one_wins_the_other_is_told(engine
 
 async def test_without_the_write_lock_both_decide_on_the_same_version(engine: AsyncEngine) -> None:
     """What write_sessions prevents: with plain sessions the second insert breaks the key."""
-    answers = await asyncio.gather(*(_conditional_update(session_factory(engine), expected=1) for _ in range(2)), return_exceptions=True)
+    both_read = asyncio.Barrier(2)
+    answers = await asyncio.gather(
+        *(_conditional_update(session_factory(engine), expected=1, both_read=both_read) for _ in range(2)), return_exceptions=True
+    )
     assert any(isinstance(answer, Exception) for answer in answers)
 
 

@@ -31,7 +31,8 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from carevault_common.proxy import STREAM_PIECE, coalesce, relayed_body
+from carevault_common.clients import STREAM_PIECE, coalesce
+from carevault_common.proxy import relayed_body
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
 RELAY_ENV = "CVBENCH_RELAY_TO"

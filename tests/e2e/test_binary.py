@@ -16,6 +16,7 @@ import hashlib
 import os
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from carevault_cli.mesh import TLS_PORTS
+from tests.audit_support import events_since, last_seq
 from tests.e2e.test_records import create_patient
 from tests.support import RunningMesh, canary, new_patient_key, shared_data_dir
 
@@ -503,6 +506,7 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
     before_rows, before_files = await blob_rows(mesh), blob_files(mesh)
     before_binaries = await mesh.db_execute("records", "SELECT count(*) FROM resources WHERE resource_type = 'Binary'")
     before_pending = await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads")
+    start, log_sizes = await last_seq(mesh), {s: len(mesh.logs(s)) for s in TLS_PORTS}
     for declared in (20 * MIB, None):  # with a Content-Length, and chunked
         size_header = f"content-length: {declared}\r\n" if declared else "transfer-encoding: chunked\r\n"
         head = (
@@ -513,11 +517,18 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
         part = content_with_canary(5 * MIB)
         body = part if declared else f"{len(part):x}\r\n".encode() + part + b"\r\n"
         await asyncio.to_thread(_raw_request, mesh, head, body, close_early=True)
-    for _ in range(50):  # the abort travels gateway -> api -> fileservice (and records)
+    # The abort travels gateway -> api -> fileservice (and records); api cleans up, then
+    # records the outcome of each attempt: 499, the client closed the request.
+    deadline = time.monotonic() + 30
+    while len(outcomes := [e for e in await events_since(mesh, start) if e[0] == "fhir.create"]) < 2:
+        assert time.monotonic() < deadline, await events_since(mesh, start)
         await asyncio.sleep(0.2)
-        incoming = list((mesh.state_dir / "blobs" / "incoming").glob("*"))
-        if not incoming and await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads") == before_pending:
-            break
+    assert [(event, outcome, rtype) for event, outcome, rtype, *_ in outcomes] == [("fhir.create", 499, "Binary")] * 2
+    # A client going away is no failure of the platform's: no 5xx, no error logged.
+    for service in TLS_PORTS:  # every service
+        added = mesh.logs(service)[log_sizes[service] :]
+        assert '"level":"error"' not in added, (service, added[-2000:])
+        assert '"status":5' not in added and "peer unavailable" not in added, (service, added[-2000:])
     assert list((mesh.state_dir / "blobs" / "incoming").glob("*")) == []
     # api dropped the pending uploads of both attempts at once (no work left for the orphan sweep).
     assert await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads") == before_pending

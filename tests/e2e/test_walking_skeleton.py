@@ -10,8 +10,9 @@ import time
 
 import httpx
 
+from carevault_api.audit.relay import MAX_FHIR_BODY
 from carevault_common.app import READINESS_CACHE_SECONDS
-from tests.support import RunningMesh
+from tests.support import RunningMesh, get_when_ready
 
 SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
 
@@ -23,7 +24,7 @@ async def test_one_trace_id_in_every_hop(mesh: RunningMesh) -> None:
     # so that this health check fans out through every hop.
     await asyncio.sleep(READINESS_CACHE_SECONDS * 1.5)
     async with mesh.client() as client:
-        resp = await client.get("/healthz", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        resp = await get_when_ready(client, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     assert resp.status_code == 200
     request_id = resp.headers["x-request-id"]
     deadline = time.monotonic() + 5
@@ -72,12 +73,40 @@ def test_declared_body_over_limit_is_refused_with_413_before_upload(mesh: Runnin
     assert outcome["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"
 
 
+def test_an_undeclared_body_over_limit_is_refused_with_413_not_blamed_on_a_peer(mesh: RunningMesh) -> None:
+    """Chunked, so no size is known up front: the limit trips while the body streams on
+    to the next hop. That is the client's fault (413), not an unavailable peer (503)."""
+    context = mesh.ssl_context()
+    piece = b"x" * (1024 * 1024)
+    with socket.create_connection(("127.0.0.1", mesh.layout.tls_port("gateway")), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(
+                f"POST /fhir/Observation HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {mesh.dev_token}\r\n"
+                "Content-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            )
+            try:
+                for _ in range(MAX_FHIR_BODY // len(piece) + 1):
+                    tls.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                tls.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # refused before the end: the answer is already waiting
+            answer = b""
+            while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert json.loads(body)["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"
+
+
 async def test_management_port_serves_only_health_and_metrics(mesh: RunningMesh) -> None:
     for service in SERVICES:
         base = f"http://127.0.0.1:{mesh.layout.management_port(service)}"
         async with httpx.AsyncClient(base_url=base, timeout=5) as client:
             assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/readyz")).status_code == 200
+            assert (await get_when_ready(client, "/readyz")).status_code == 200
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
             assert (await client.get("/_mesh/ready")).status_code == 404

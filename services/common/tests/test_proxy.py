@@ -1,10 +1,10 @@
-"""coalesce: the relay's regrouping of a streamed body."""
+"""coalesce: the regrouping of a streamed body on its way to a peer."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from carevault_common.proxy import coalesce
+from carevault_common.clients import coalesce
 
 
 async def _pieces(sizes: list[int]) -> AsyncIterator[bytes]:

@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from carevault_common.telemetry import report_error
@@ -119,6 +120,13 @@ class ServiceUnavailable(ProblemError):
     status, code, title = 503, "service-unavailable", "A service this request needs is unavailable"
 
 
+class ClientClosedRequest(ProblemError):
+    """The client went away before its request was read whole (nginx's 499): no one is
+    left to answer, and it is no fault of this service or its peers."""
+
+    status, code, title = 499, "client-closed-request", "The client closed the request"
+
+
 class CallerNotAllowed(ProblemError):
     status, code, title = 403, "caller-not-allowed", "Caller not allowed"
 
@@ -185,7 +193,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return render_problem(request.url.path, _validation_problem(exc))
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # Not a 500: a phone losing its signal mid-upload must not page anyone.
+        return await on_problem(request, ClientClosedRequest())
+
     app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, unexpected_error)

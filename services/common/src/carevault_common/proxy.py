@@ -12,15 +12,16 @@ first (api stores the audit event of a read before any byte of it leaves).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
-from carevault_common.clients import ServiceClient
-from carevault_common.errors import PayloadTooLarge, ProblemError
+from carevault_common.clients import ForwardedBody, ServiceClient
+from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, ProblemError
 
 BUFFER_LIMIT = 1024 * 1024
 HOP_BY_HOP = frozenset(
@@ -52,40 +53,6 @@ def forwarded_headers(request: Request, allowed: frozenset[str] | None = None) -
         and k not in ("traceparent", "tracestate", "x-request-id")
         and (allowed is None or k in allowed)
     }
-
-
-# Streamed bodies are passed on in pieces of about this size: the server hands the
-# body over in socket-read pieces (often 16-64 KiB); fewer, larger writes downstream
-# cost less per byte. Memory per request stays bounded by it.
-STREAM_PIECE = 256 * 1024
-
-
-async def coalesce(chunks: AsyncIterator[bytes], piece: int = STREAM_PIECE) -> AsyncIterator[bytes]:
-    """Regroup a stream into pieces of at least ``piece`` bytes (the last may be shorter);
-    each byte is copied at most once (a large chunk passes as it is)."""
-    pending: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        if not pending and len(chunk) >= piece:
-            yield chunk
-            continue
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= piece:
-            yield b"".join(pending)
-            pending.clear()
-            size = 0
-    if pending:
-        yield b"".join(pending)
-
-
-async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
-    seen = 0
-    async for chunk in coalesce(request.stream()):
-        seen += len(chunk)
-        if seen > max_bytes:
-            raise PayloadTooLarge("The request body exceeds the size limit.")
-        yield chunk
 
 
 def _response_headers(upstream_headers: object) -> dict[str, str]:
@@ -162,13 +129,16 @@ async def ask(
             raise ProblemError("Invalid Content-Length.", code="invalid-content-length")
         if int(declared) > max_body_bytes:
             raise PayloadTooLarge("The request body exceeds the size limit.")
-    body: bytes | AsyncIterator[bytes] | None
+    body: bytes | AsyncIterable[bytes] | None
     if declared is not None and int(declared) <= BUFFER_LIMIT:
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            raise ClientClosedRequest() from None
     elif request.method in ("GET", "HEAD", "DELETE", "OPTIONS") and declared is None:
         body = None
     else:
-        body = _limited_stream(request, max_body_bytes)
+        body = ForwardedBody(request.stream(), max_body_bytes)
         if declared is not None:
             # Passed on as declared (the server delivers exactly that many bytes, or the
             # stream fails): the peer gets a plain body instead of chunked framing.

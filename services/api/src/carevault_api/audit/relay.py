@@ -4,10 +4,12 @@ Reads: records answers, api stores ``fhir.<interaction>`` (outcome = records'
 status), and only then relays the answer; if the event cannot be stored the client
 gets 503 and nothing of the answer. Writes: ``fhir.<interaction>.attempt`` is
 stored before records is asked (if it cannot be, nothing is asked), then the
-outcome event as for reads. What is kept: interaction, resource type and id,
-status, request id, principal, client, tenant, purpose, and the patient as a
-pseudonym (records names the patients a request reached for in
-``x-carevault-patient``) - never content, never a search value.
+outcome event as for reads. A request that ends without records' answer has its
+outcome too: the problem's status (503 records unavailable, 413 too large, 499 the
+client went away mid-body), so no write attempt is left without one. What is
+kept: interaction, resource type and id, status, request id, principal, client,
+tenant, purpose, and the patient as a pseudonym (records names the patients a
+request reached for in ``x-carevault-patient``) - never content, never a search value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
 from carevault_api.audit.fhir_types import R4_RESOURCE_TYPES
-from carevault_api.audit.hints import SERVER_ID, patients_in, patients_seen
+from carevault_api.audit.hints import SERVER_ID, note_patients, patients_seen
 from carevault_api.audit.service import Actor, AuditTrail, trail_of
 from carevault_api.auth.principal import Principal
 from carevault_common.errors import ProblemError
@@ -128,17 +130,13 @@ def _created_id(headers: Mapping[str, str]) -> str | None:
 
 async def relay(request: Request, principal: Principal, headers: dict[str, str], path: str | None = None) -> Response:
     """Forward a FHIR request to records and relay the answer, audited."""
-    trail = trail_of(request)
-    interaction = classify(request.method, path or request.url.path, request.query_params)
-    actor = Actor.of(principal, purpose_of(request))
-    await _attempt(trail, actor, interaction)
-    answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
-    try:
-        await _outcome(trail, actor, interaction, answer.status, answer.headers, patients_in(answer.internal))
-    except BaseException:
-        answer.discard()
-        raise
-    return answer.response()
+
+    async def forward() -> Response:
+        answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
+        note_patients(answer.internal)
+        return answer.response()
+
+    return await audited(request, principal, forward, path)
 
 
 async def _attempt(trail: AuditTrail, actor: Actor, interaction: Interaction) -> None:
@@ -175,9 +173,9 @@ async def _outcome(
 
 
 async def audited(request: Request, principal: Principal, handle: Callable[[], Awaitable[Response]], path: str | None = None) -> Response:
-    """A FHIR request api handles itself (Binary content, Bundles carrying Binary),
-    audited as the relay audits: ``.attempt`` before a write, the outcome before the
-    answer leaves, failures included. The patients come from every records answer
+    """A FHIR request, audited: ``.attempt`` before a write, the outcome before the
+    answer leaves, failures included. ``handle`` forwards it to records (:func:`relay`)
+    or is api's own (Binary content, Bundles carrying Binary). The patients come from every records answer
     the handling got (:mod:`carevault_api.audit.hints`)."""
     trail = trail_of(request)
     interaction = classify(request.method, path or request.url.path, request.query_params)

@@ -38,7 +38,7 @@ import binascii
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,9 @@ from starlette.responses import Response, StreamingResponse
 from carevault_api.binaries.negotiation import Representation, choose
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
-from carevault_common.clients import ServiceResponse
+from carevault_common.clients import ForwardedBody, ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
-from carevault_common.proxy import coalesce, relayed_body
+from carevault_common.proxy import relayed_body
 
 logger = logging.getLogger("carevault.api.binaries")
 
@@ -98,30 +98,6 @@ REPLAY_HEADER = "x-carevault-idempotent-replay"
 
 class UploadTooSlow(ProblemError):
     status, code, title = 408, "upload-too-slow", "The upload took longer than the server allows"
-
-
-class CountedBody:
-    """The client's body on its way to fileservice: counted, limited, hashed when
-    asked, and keeping the exception that stopped it (aiohttp reports only a
-    connection error)."""
-
-    def __init__(self, source: AsyncIterable[bytes], max_bytes: int, digest: Any = None) -> None:
-        self.source, self.max_bytes, self.digest = source, max_bytes, digest
-        self.size = 0
-        self.error: BaseException | None = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in coalesce(aiter(self.source)):
-                self.size += len(chunk)
-                if self.size > self.max_bytes:
-                    raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
-                if self.digest is not None:
-                    self.digest.update(chunk)
-                yield chunk
-        except BaseException as exc:
-            self.error = exc
-            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +174,7 @@ class BinaryService:
     ) -> None:
         self.records, self.files = records, files
         self.max_bytes, self.json_limit = max_bytes, json_limit
+        self._limit_message = f"Binary content is limited to {max_bytes} bytes."
         self.upload_max_seconds = upload_max_seconds
 
     # -- writes ---------------------------------------------------------------
@@ -213,18 +190,13 @@ class BinaryService:
         try:
             if isinstance(upload.body, bytes):
                 if len(upload.body) > self.max_bytes:
-                    raise PayloadTooLarge(f"Binary content is limited to {self.max_bytes} bytes.")
+                    raise PayloadTooLarge(self._limit_message)
                 if digest is not None:
                     digest.update(upload.body)
                 size = await self.files.put_blob(blob_id, file_key, upload.body, len(upload.body))
             else:
-                counted = CountedBody(upload.body, self.max_bytes, digest)
-                try:
-                    size = await self.files.put_blob(blob_id, file_key, counted, upload.length)
-                except ServiceUnavailable:
-                    if counted.error is not None:  # the client's side failed, not fileservice
-                        raise counted.error from None
-                    raise
+                body = ForwardedBody(upload.body, self.max_bytes, digest=digest, limit_message=self._limit_message)
+                size = await self.files.put_blob(blob_id, file_key, body, upload.length)
         except BaseException:
             await self.discard(blob_id)
             raise
@@ -286,7 +258,7 @@ class BinaryService:
         if isinstance(upload.body, bytes):
             digest.update(upload.body)
         else:
-            async for _ in CountedBody(upload.body, self.max_bytes, digest):
+            async for _ in ForwardedBody(upload.body, self.max_bytes, digest=digest, limit_message=self._limit_message):
                 pass
         resp = await self.records.idempotent_binary(headers, idempotency_key, digest.hexdigest())
         if resp is None:  # the first request's record expired meanwhile: rare; the client retries

@@ -539,6 +539,26 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
     assert (await fhir.get("/metadata")).status_code == 200  # and the mesh still answers
 
 
+async def test_a_download_the_client_stops_reading_is_no_error(
+    fhir: httpx.AsyncClient, patient: tuple[str, str], mesh: RunningMesh
+) -> None:
+    """A viewer closing a large file after its first bytes: every hop stops streaming,
+    and none logs an error or answers a 5xx for it."""
+    key, patient_id = patient
+    binary_id = await upload(fhir, key, patient_id, os.urandom(40 * MIB))
+    log_sizes = {s: len(mesh.logs(s)) for s in TLS_PORTS}
+    async with fhir.stream("GET", f"/Binary/{binary_id}", headers={"x-patient-key": key, "accept": "*/*"}) as resp:
+        assert resp.status_code == 200
+        async for _ in resp.aiter_raw():
+            break  # and the connection is closed with the response
+    await asyncio.sleep(2)  # for the hops to notice
+    for service in TLS_PORTS:
+        added = mesh.logs(service)[log_sizes[service] :]
+        assert '"level":"error"' not in added, (service, added[-2000:])
+        assert '"status":5' not in added and "peer unavailable" not in added, (service, added[-2000:])
+    assert (await download(fhir, key, binary_id)).status_code == 200  # and the file is still whole
+
+
 async def test_a_declared_size_over_the_limit_is_refused_at_once(mesh: RunningMesh, patient: tuple[str, str]) -> None:
     key, patient_id = patient
     head = (

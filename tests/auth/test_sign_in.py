@@ -4,6 +4,7 @@ with private_key_jwt), consent granted and revoked, and the refusals the issue l
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
+from carevault_api.accounts.service import LOCK_AFTER
 from tests.auth.support import (
     APP_ID,
     DpopKey,
@@ -351,3 +353,21 @@ async def test_clinic_with_keys_at_a_jwks_url(mesh: RunningMesh) -> None:
         assert both.status_code == 422, both.text
     finally:
         await runner.cleanup()
+
+
+async def test_guesses_sent_at_once_do_not_escape_the_lockout(mesh: RunningMesh) -> None:
+    """The lockout counts every failure however many arrive together: one sign-in per
+    account at a time, so at most LOCK_AFTER passwords are checked before the lock,
+    the rest are refused as locked unchecked, and the right password then too."""
+    user = await make_user(mesh, "demo", ["patient"])
+    wrong = "not-" + user["password"]
+    answers = await asyncio.gather(*(authorize(mesh, "demo", user["username"], wrong) for _ in range(3 * LOCK_AFTER)))
+    for _, client, _, _ in answers:
+        await client.aclose()
+    statuses = sorted(answer.status_code for answer, *_ in answers)
+    assert statuses == [401] * LOCK_AFTER + [429] * (2 * LOCK_AFTER), statuses
+    (failures,) = await mesh.db_execute("api", "SELECT failed_logins FROM users WHERE id = $1", user["id"])
+    assert failures[0] == LOCK_AFTER
+    right, client, _, _ = await authorize(mesh, "demo", user["username"], user["password"])
+    await client.aclose()
+    assert right.status_code == 429

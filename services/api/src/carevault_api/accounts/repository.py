@@ -28,6 +28,13 @@ async def find_user(session: AsyncSession, tenant: str, username: str) -> User |
     return result.scalar_one_or_none()
 
 
+async def find_user_to_sign_in(session: AsyncSession, tenant: str, username: str) -> User | None:
+    """As :func:`find_user`, the account's row locked until the transaction ends
+    (PostgreSQL; on SQLite a write session already holds the database's write lock)."""
+    result = await session.execute(select(User).where(User.tenant == tenant, User.username == username).with_for_update())
+    return result.scalar_one_or_none()
+
+
 async def list_users(session: AsyncSession, tenant: str | None) -> list[User]:
     query = select(User).order_by(User.created_at)
     if tenant is not None:

@@ -207,15 +207,20 @@ class SignInRefused(Exception):
         self.problem, self.event, self.reason, self.user, self.details = problem, event, reason, user, details or {}
 
 
-async def sign_in(sessions: async_sessionmaker[AsyncSession], secrets_: Secrets, typed: Credentials, rp: RelyingParty) -> SignIn:
+async def sign_in(write_sessions: async_sessionmaker[AsyncSession], secrets_: Secrets, typed: Credentials, rp: RelyingParty) -> SignIn:
     """Password, then the second factor when enrolled (mandatory for some roles): a TOTP
     or recovery code, or a WebAuthn assertion.
 
     Runs in its own transaction, committed even when the sign-in fails: failures
     count towards the lockout, and a used TOTP step, recovery code, WebAuthn challenge
     or signature counter stays used whatever the request does next. The problem shown
-    never says which part failed; :class:`SignInRefused` tells the audit trail."""
-    async with session_scope(sessions) as session:
+    never says which part failed; :class:`SignInRefused` tells the audit trail.
+
+    One sign-in per account at a time (its row locked from the first read; on SQLite,
+    ``write_sessions`` hold the write lock from the start): guesses sent at once are
+    checked one after another, each seeing the failures and the lock the ones before
+    it left, so no number of them gets more than LOCK_AFTER passwords checked."""
+    async with session_scope(write_sessions) as session:
         outcome = await _sign_in(session, secrets_, typed, rp)
     if isinstance(outcome, SignInRefused):
         raise outcome
@@ -227,7 +232,7 @@ def _failed() -> LoginFailed:
 
 
 async def _sign_in(session: AsyncSession, secrets_: Secrets, typed: Credentials, rp: RelyingParty) -> SignIn | SignInRefused:
-    user = await repository.find_user(session, typed.tenant, typed.username)
+    user = await repository.find_user_to_sign_in(session, typed.tenant, typed.username)
     if user is None:
         await _verify_password(_DUMMY_HASH, typed.password)  # same time as a real check
         return SignInRefused(_failed(), "signin.failure", "unknown-user", None)

@@ -137,7 +137,7 @@ async def authorize_submit(request: Request, session: SessionDep) -> Response:
             form.get("tenant", ""), form.get("username", ""), form.get("password", ""), form.get("otp", ""), form.get("webauthn", "")
         )
         try:
-            signed_in = await sign_in(request.app.state.sessions, request.app.state.secrets, typed, request.app.state.relying_party)
+            signed_in = await sign_in(request.app.state.write_sessions, request.app.state.secrets, typed, request.app.state.relying_party)
         except SignInRefused as refused:
             await signin_events.refused(request, session, refused, typed.tenant, checked.client.client_id)
             problem = refused.problem

@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
 from carevault_common.clients import STREAM_PIECE, coalesce
-from carevault_common.proxy import relayed_body
+from carevault_common.proxy import RelayedBody
 
 DSN_ENV = "CVBENCH_BASELINE_DSN"
 RELAY_ENV = "CVBENCH_RELAY_TO"
@@ -146,7 +146,7 @@ async def stream_out(size: int, request: Request) -> Response:
     headers = {"content-length": str(size)}
     if request.app.state.relay_to:
         upstream = await request.app.state.session.get(f"{request.app.state.relay_to}/stream/{size}")
-        return StreamingResponse(relayed_body(upstream), headers=headers, media_type="application/octet-stream")
+        return StreamingResponse(RelayedBody(upstream), headers=headers, media_type="application/octet-stream")
 
     async def zeros() -> AsyncIterator[bytes]:
         for offset in range(0, size, STREAM_PIECE):

@@ -65,17 +65,29 @@ def _internal_headers(upstream_headers: object) -> dict[str, str]:
     return {k.lower(): v for k, v in items if k.lower().startswith(INTERNAL_PREFIX)}
 
 
-async def relayed_body(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """A peer's streamed body, piece by piece, for a StreamingResponse; the upstream
+class RelayedBody:
+    r"""A peer's streamed body, piece by piece, for a StreamingResponse; the upstream
     connection is released at the end, whatever the end. An upstream that stops early
     (a peer aborting a transfer it cannot finish, e.g. a file segment that failed
     authentication) raises here, after the headers: the server then aborts this
-    connection too, so a failed transfer is never relayed as a complete one."""
-    try:
-        async for chunk in upstream.content.iter_any():
-            yield chunk
-    finally:
-        upstream.release()
+    connection too, so a failed transfer is never relayed as a complete one.
+
+    A response dropped before its first byte is sent (its audit event could not be
+    stored) must be :meth:`aclose`\ d: an async generator's ``finally`` never runs if
+    the generator never started, which is why this is a class."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse) -> None:
+        self._upstream = upstream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._upstream.content.iter_any():
+                yield chunk
+        finally:
+            self._upstream.release()
+
+    async def aclose(self) -> None:
+        self._upstream.release()
 
 
 @dataclass
@@ -105,7 +117,7 @@ class Answer:
             # The bytes are relayed unchanged (no decompression): the length still holds,
             # and keeps a short transfer detectable by the client.
             headers["content-length"] = length
-        return StreamingResponse(relayed_body(upstream), status_code=self.status, headers=headers)
+        return StreamingResponse(RelayedBody(upstream), status_code=self.status, headers=headers)
 
     def discard(self) -> None:
         if self._upstream is not None:

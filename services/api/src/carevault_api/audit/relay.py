@@ -26,7 +26,7 @@ from carevault_api.audit.hints import SERVER_ID, note_patients, patients_seen
 from carevault_api.audit.service import Actor, AuditTrail, trail_of
 from carevault_api.auth.principal import Principal
 from carevault_common.errors import ProblemError
-from carevault_common.proxy import ask
+from carevault_common.proxy import RelayedBody, ask
 
 MAX_FHIR_BODY = 32 * 1024 * 1024
 PURPOSE_HEADER = "x-purpose-of-use"
@@ -192,7 +192,7 @@ async def audited(request: Request, principal: Principal, handle: Callable[[], A
         try:
             await _outcome(trail, actor, interaction, response.status_code, response.headers, seen)
         except BaseException:
-            if isinstance(response, StreamingResponse) and isinstance(response.body_iterator, AsyncGenerator):
+            if isinstance(response, StreamingResponse) and isinstance(response.body_iterator, RelayedBody | AsyncGenerator):
                 await response.body_iterator.aclose()  # nothing of it leaves; its upstream is released
             raise
     finally:

@@ -51,7 +51,7 @@ from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
 from carevault_common.clients import ForwardedBody, ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
-from carevault_common.proxy import relayed_body
+from carevault_common.proxy import RelayedBody
 
 logger = logging.getLogger("carevault.api.binaries")
 
@@ -311,5 +311,5 @@ class BinaryService:
         # The stored type exactly as sent (media_type= would add a charset to text/*).
         headers["content-type"] = content_type
         # A failure upstream (fileservice aborted: a segment failed authentication) aborts
-        # the client's connection too (relayed_body): never a complete-looking transfer.
-        return StreamingResponse(relayed_body(upstream), status_code=upstream.status, headers=headers)
+        # the client's connection too (RelayedBody): never a complete-looking transfer.
+        return StreamingResponse(RelayedBody(upstream), status_code=upstream.status, headers=headers)

@@ -371,3 +371,13 @@ async def test_guesses_sent_at_once_do_not_escape_the_lockout(mesh: RunningMesh)
     right, client, _, _ = await authorize(mesh, "demo", user["username"], user["password"])
     await client.aclose()
     assert right.status_code == 429
+
+
+async def test_a_dpop_proof_for_a_percent_encoded_path_is_accepted(mesh: RunningMesh) -> None:
+    """An app that encodes each path segment (JavaScript's encodeURIComponent turns
+    `$everything` into `%24everything`) signs the URL as it sends it; the gateway and
+    api see the path decoded, and compare after RFC 3986 normalisation (RFC 9449 §4.3)."""
+    patient, patient_id, key, obs_id = await patient_with_record(mesh)
+    for path in (f"/fhir/Patient/{patient_id}/%24everything", f"/fhir/Observation/{obs_id.replace('-', '%2D')}"):
+        resp = await patient.request("GET", path, headers={"x-patient-key": key})
+        assert resp.status_code == 200, (path, resp.text)

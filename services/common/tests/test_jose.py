@@ -189,6 +189,37 @@ def test_the_htu_ignores_query_and_case_of_the_host() -> None:
 
 
 @pytest.mark.parametrize(
+    ("htu", "request_url"),
+    [
+        # An app that percent-encodes each path segment; the server sees the path decoded.
+        (ISSUER + "/fhir/Patient/1/%24everything", ISSUER + "/fhir/Patient/1/$everything"),
+        (ISSUER + "/fhir/Patient/1/$everything", ISSUER + "/fhir/Patient/1/$everything"),
+        (ISSUER + "/fhir/Observation/%31", URL),
+        (ISSUER + ":443/fhir/Observation/1", URL),  # the scheme's default port
+    ],
+)
+def test_the_htu_is_compared_after_rfc3986_normalisation(htu: str, request_url: str) -> None:
+    key = ECKey.generate_key("P-256")
+    verify_dpop_proof(_proof(key, htu=htu), method="GET", url=request_url)
+
+
+@pytest.mark.parametrize(
+    "htu",
+    [
+        ISSUER + ":8443/fhir/Observation/1",  # another port
+        "http://carevault.example/fhir/Observation/1",  # another scheme
+        ISSUER + "/fhir/Observation/%2F1",  # an encoded slash is not a path separator
+        ISSUER + ":notaport/fhir/Observation/1",
+        ISSUER + "/fhir/Observation/2",
+    ],
+)
+def test_an_htu_naming_another_url_is_refused(htu: str) -> None:
+    key = ECKey.generate_key("P-256")
+    with pytest.raises(InvalidDpopProof):
+        verify_dpop_proof(_proof(key, htu=htu), method="GET", url=URL)
+
+
+@pytest.mark.parametrize(
     "header",
     [
         {"typ": "JWT"},

@@ -26,7 +26,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 from joserfc import jws, jwt
@@ -178,10 +178,24 @@ def verify_access_token(
     return claims
 
 
-def normalise_htu(url: str) -> str:
-    """The URL a DPoP proof is compared on: scheme, host and path; no query, no fragment."""
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def normalise_htu(url: str, *, path_decoded: bool = False) -> str:
+    """The URL a DPoP proof is compared on: scheme and host in lower case without the
+    scheme's default port, and the path percent-decoded; no query, no fragment.
+
+    RFC 9449 §4.3 asks for RFC 3986 normalisation before the comparison. Servers here
+    see a request's path decoded (uvicorn), and the mesh re-encodes it on the way to
+    api; so the claim's path is decoded as the server decodes one: a proof for
+    ``/Patient/1/%24everything`` (an app encoding each segment) matches that request.
+    ``path_decoded``: ``url`` is the request's own URL, its path decoded already."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", "", ""))
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    netloc = host if parts.port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{parts.port}"
+    path = parts.path if path_decoded else unquote(parts.path)
+    return urlunsplit((scheme, netloc, path or "/", "", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +258,8 @@ def verify_dpop_proof(
     proof: str, *, method: str, url: str, access_token: str | None = None, now: float | None = None, max_age: int = DPOP_MAX_AGE_SECONDS
 ) -> DpopProof:
     """Check one DPoP proof JWT (RFC 9449 §4.3) except for jti replay, which the
-    caller checks against its shared cache with the returned ``jti``."""
+    caller checks against its shared cache with the returned ``jti``. ``url``: the
+    request's URL as the server sees it, its path decoded (see :func:`normalise_htu`)."""
     parts = proof.split(".")
     if len(parts) != 3 or not all(parts) or len(proof) > 8192:
         raise InvalidDpopProof()
@@ -264,7 +279,11 @@ def verify_dpop_proof(
     if claims.get("htm") != method.upper():
         raise InvalidDpopProof("The DPoP proof was made for another method.")
     htu = claims.get("htu")
-    if not isinstance(htu, str) or normalise_htu(htu) != normalise_htu(url):
+    try:
+        same_url = isinstance(htu, str) and normalise_htu(htu) == normalise_htu(url, path_decoded=True)
+    except ValueError:  # not a URL (a port that is not a number...)
+        same_url = False
+    if not same_url:
         raise InvalidDpopProof("The DPoP proof was made for another URL.")
     if abs(moment - iat) > max_age:
         raise InvalidDpopProof("The DPoP proof is too old or from the future.")

@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
@@ -124,10 +125,11 @@ async def authorize(
     otp: str = "",
     scope: str = "patient/*.cruds offline_access",
     webauthn: str = "",
+    before_submit: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[httpx.Response, AsyncOAuth2Client, str, DpopKey]:
     """The authorize step as a browser does it: load the form, submit it (``webauthn``:
-    an assertion, as an app fills that field). Returns the redirect response, the
-    authlib client and the PKCE verifier."""
+    an assertion, as an app fills that field; ``before_submit``: awaited between the
+    two). Returns the redirect response, the authlib client and the PKCE verifier."""
     gateway = mesh.layout.gateway_url
     verifier = secrets.token_urlsafe(48)
     client = AsyncOAuth2Client(
@@ -141,6 +143,8 @@ async def authorize(
         form = fields | {"tenant": tenant, "username": username, "password": password, "otp": otp, "decision": "allow"}
         if webauthn:
             form["webauthn"] = webauthn
+        if before_submit is not None:
+            await before_submit()
         answer = await http.post("/oauth2/authorize", data=form)
     return answer, client, verifier, DpopKey()
 

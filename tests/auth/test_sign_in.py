@@ -358,10 +358,16 @@ async def test_clinic_with_keys_at_a_jwks_url(mesh: RunningMesh) -> None:
 async def test_guesses_sent_at_once_do_not_escape_the_lockout(mesh: RunningMesh) -> None:
     """The lockout counts every failure however many arrive together: one sign-in per
     account at a time, so at most LOCK_AFTER passwords are checked before the lock,
-    the rest are refused as locked unchecked, and the right password then too."""
+    the rest are refused as locked unchecked, and the right password then too. The
+    forms are all submitted at the same moment, more of them than api's database pool
+    has connections (8): none waits forever for one."""
     user = await make_user(mesh, "demo", ["patient"])
     wrong = "not-" + user["password"]
-    answers = await asyncio.gather(*(authorize(mesh, "demo", user["username"], wrong) for _ in range(3 * LOCK_AFTER)))
+    guesses = 3 * LOCK_AFTER
+    all_loaded = asyncio.Barrier(guesses)
+    answers = await asyncio.gather(
+        *(authorize(mesh, "demo", user["username"], wrong, before_submit=all_loaded.wait) for _ in range(guesses))
+    )
     for _, client, _, _ in answers:
         await client.aclose()
     statuses = sorted(answer.status_code for answer, *_ in answers)

@@ -66,15 +66,15 @@ def _internal_headers(upstream_headers: object) -> dict[str, str]:
 
 
 class RelayedBody:
-    r"""A peer's streamed body, piece by piece, for a StreamingResponse; the upstream
+    """A peer's streamed body, piece by piece, for a StreamingResponse; the upstream
     connection is released at the end, whatever the end. An upstream that stops early
     (a peer aborting a transfer it cannot finish, e.g. a file segment that failed
     authentication) raises here, after the headers: the server then aborts this
     connection too, so a failed transfer is never relayed as a complete one.
 
     A response dropped before its first byte is sent (its audit event could not be
-    stored) must be :meth:`aclose`\ d: an async generator's ``finally`` never runs if
-    the generator never started, which is why this is a class."""
+    stored) must be closed with :meth:`aclose`: an async generator's ``finally`` never
+    runs if the generator never started, which is why this is a class."""
 
     def __init__(self, upstream: aiohttp.ClientResponse) -> None:
         self._upstream = upstream

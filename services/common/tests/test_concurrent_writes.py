@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from carevault_common.app import attach_database, build_app
 from carevault_common.db import create_engine, session_factory, session_scope, write_sessions
@@ -150,3 +150,25 @@ def test_a_duplicate_key_from_a_concurrent_create_is_a_409_that_wrote_nothing(da
     assert answer.status_code == 409, answer.text
     assert answer.json()["type"].endswith("/concurrent-write")
     assert left == 0  # the request's first insert went with it
+
+
+def test_a_request_that_finds_every_pooled_connection_in_use_is_a_503(tmp_path: Path) -> None:
+    """A real pool of one connection, and a request that holds it while asking for a
+    second: SQLAlchemy's pool times out; the client is told to retry, not 500."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
+    app = database_app(url)
+
+    @app.get("/items")
+    async def items() -> dict[str, str]:
+        one_connection = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+        try:
+            async with one_connection.connect(), one_connection.connect():
+                return {}
+        finally:
+            await one_connection.dispose()
+
+    with TestClient(app) as client:
+        answer = client.get("/items")
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["type"].endswith("/database-busy")

@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
@@ -67,6 +68,7 @@ def build_app(
     # Here, not in attach_database: the lifespan runs after Starlette has copied the
     # handlers into its middleware stack, so a handler added there is never used.
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_middleware(RequestContextMiddleware, service=service, access_logger=logging.getLogger(f"carevault.{service}.access"))
     return app
 
@@ -109,6 +111,14 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     else:
         return await unexpected_error(request, exc)
     logger.warning("database refused a write", extra={"problem": problem.code, "error_code": database_error_code(exc)})
+    return render_problem(request.url.path, problem.to_problem(), problem.headers)
+
+
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    """Every connection of the service's pool stayed in use for the pool's timeout: an
+    overload of the moment (503, retry), not a fault of the request (500)."""
+    problem = DatabaseBusy("All of this service's database connections are in use; retry in a moment.", headers={"retry-after": "1"})
+    logger.warning("database connection pool exhausted", extra={"problem": problem.code})
     return render_problem(request.url.path, problem.to_problem(), problem.headers)
 
 

@@ -22,11 +22,11 @@ from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
 from carevault_api.audit.fhir_types import R4_RESOURCE_TYPES
-from carevault_api.audit.hints import SERVER_ID, note_patients, patients_seen
+from carevault_api.audit.hints import SERVER_ID, patients_seen
 from carevault_api.audit.service import Actor, AuditTrail, trail_of
 from carevault_api.auth.principal import Principal
 from carevault_common.errors import ProblemError
-from carevault_common.proxy import RelayedBody, ask
+from carevault_common.proxy import RelayedBody
 
 MAX_FHIR_BODY = 32 * 1024 * 1024
 PURPOSE_HEADER = "x-purpose-of-use"
@@ -128,17 +128,6 @@ def _created_id(headers: Mapping[str, str]) -> str | None:
     return parts[1] if len(parts) >= 2 and SERVER_ID.match(parts[1]) else None
 
 
-async def relay(request: Request, principal: Principal, headers: dict[str, str], path: str | None = None) -> Response:
-    """Forward a FHIR request to records and relay the answer, audited."""
-
-    async def forward() -> Response:
-        answer = await ask(request, request.app.state.records, MAX_FHIR_BODY, headers, path)
-        note_patients(answer.internal)
-        return answer.response()
-
-    return await audited(request, principal, forward, path)
-
-
 async def _attempt(trail: AuditTrail, actor: Actor, interaction: Interaction) -> None:
     """A write is recorded as attempted before records is asked (fail closed)."""
     if interaction.writes:
@@ -174,9 +163,10 @@ async def _outcome(
 
 async def audited(request: Request, principal: Principal, handle: Callable[[], Awaitable[Response]], path: str | None = None) -> Response:
     """A FHIR request, audited: ``.attempt`` before a write, the outcome before the
-    answer leaves, failures included. ``handle`` forwards it to records (:func:`relay`)
-    or is api's own (Binary content, Bundles carrying Binary). The patients come from every records answer
-    the handling got (:mod:`carevault_api.audit.hints`)."""
+    answer leaves, failures included. ``handle`` forwards it to records
+    (:mod:`carevault_api.fhir.router`) or is api's own (Binary content, Bundles carrying
+    Binary). The patients come from every records answer the handling got
+    (:mod:`carevault_api.audit.hints`)."""
     trail = trail_of(request)
     interaction = classify(request.method, path or request.url.path, request.query_params)
     actor = Actor.of(principal, purpose_of(request))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import socket
+import ssl
 import time
 
 import httpx
@@ -51,18 +52,24 @@ def _content_length(answer: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _read_answer(tls: ssl.SSLSocket) -> bytes:
+    """An HTTP answer, head and the body its Content-Length announces (or what came)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
+        chunk = tls.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
 def test_declared_body_over_limit_is_refused_with_413_before_upload(mesh: RunningMesh) -> None:
     # A raw request: HTTP clients refuse to send a Content-Length they will not honour.
     context = mesh.ssl_context()
     with socket.create_connection(("127.0.0.1", mesh.layout.tls_port("gateway")), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(b"POST /fhir/Binary HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\nx")
-            answer = b""
-            while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
-                chunk = tls.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = _read_answer(tls)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     # Under the FHIR base, errors are OperationOutcomes carrying the problem type.
@@ -90,12 +97,7 @@ def test_an_undeclared_body_over_limit_is_refused_with_413_not_blamed_on_a_peer(
                 tls.sendall(b"0\r\n\r\n")
             except OSError:
                 pass  # refused before the end: the answer is already waiting
-            answer = b""
-            while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
-                chunk = tls.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = _read_answer(tls)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), head
     assert json.loads(body)["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"

@@ -64,21 +64,21 @@ class ForwardedBody:
     def __init__(self, source: AsyncIterable[bytes], max_bytes: int, *, digest: Any = None, limit_message: str | None = None) -> None:
         self.source, self.max_bytes, self.digest = source, max_bytes, digest
         self.limit_message = limit_message or "The request body exceeds the size limit."
-        self.size = 0
         self.error: BaseException | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
         try:
-            try:
-                async for chunk in coalesce(aiter(self.source)):
-                    self.size += len(chunk)
-                    if self.size > self.max_bytes:
-                        raise PayloadTooLarge(self.limit_message)
-                    if self.digest is not None:
-                        self.digest.update(chunk)
-                    yield chunk
-            except ClientDisconnect:
-                raise ClientClosedRequest() from None
+            async for chunk in coalesce(aiter(self.source)):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise PayloadTooLarge(self.limit_message)
+                if self.digest is not None:
+                    self.digest.update(chunk)
+                yield chunk
+        except ClientDisconnect:
+            self.error = ClientClosedRequest()
+            raise self.error from None
         except BaseException as exc:
             self.error = exc
             raise

@@ -29,7 +29,8 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     backend: str = request.param
     # A short keyset TTL so that a doctor key added by a test reaches patients quickly.
     # A local server may stand for a clinic's JWKS URL (dev only).
-    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1", "API_JWKS_URI_PRIVATE_NETWORKS": "true"}
+    # A client pausing mid-body is given up after 4 s (60 by default), so tests can wait for it.
+    env = {"RECORDS_ESCROW_KEYSET_TTL_SECONDS": "1", "API_JWKS_URI_PRIVATE_NETWORKS": "true", "GATEWAY_CLIENT_IDLE_SECONDS": "4"}
     # Free ports away from a `make run` on the default ones (and from parallel runs).
     offset = free_port_offset()
     with running_mesh(tmp_path_factory.mktemp(f"mesh-{backend}"), offset, backend, extra_env=env) as running:

@@ -210,6 +210,23 @@ async def get_when_ready(client: httpx.AsyncClient, path: str = "/healthz", head
         await asyncio.sleep(0.5)
 
 
+def read_http_answer(tls: ssl.SSLSocket) -> bytes:
+    """An HTTP/1.1 answer read off a raw socket: the head and the body its Content-Length
+    announces (or what came before the connection closed)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
+        chunk = tls.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def _content_length(answer: bytes) -> int:
+    match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", answer.partition(b"\r\n\r\n")[0])
+    return int(match.group(1)) if match else 0
+
+
 async def drop_databases(prefix: str) -> None:
     import asyncpg
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import socket
 import ssl
@@ -27,7 +28,7 @@ import pytest
 from carevault_cli.mesh import TLS_PORTS
 from tests.audit_support import events_since, last_seq
 from tests.e2e.test_records import create_patient
-from tests.support import RunningMesh, canary, new_patient_key, shared_data_dir
+from tests.support import RunningMesh, canary, new_patient_key, read_http_answer, shared_data_dir
 
 SEG = 65536  # fileservice's default segment size (FILESERVICE_SEGMENT_SIZE)
 TAG = 16
@@ -537,6 +538,74 @@ async def test_an_upload_cut_off_midway_leaves_nothing(fhir: httpx.AsyncClient, 
     after = await mesh.db_execute("records", "SELECT count(*) FROM resources WHERE resource_type = 'Binary'")
     assert after == before_binaries
     assert (await fhir.get("/metadata")).status_code == 200  # and the mesh still answers
+
+
+def _stalled_request(mesh: RunningMesh, head: bytes, body: bytes) -> tuple[bytes, float, bool]:
+    """Send ``head`` and ``body`` (less than the head declares), then nothing: the
+    gateway's answer, the seconds it took, and whether the gateway then closed the
+    connection."""
+    host, port = "127.0.0.1", mesh.layout.tls_port("gateway")
+    context = ssl.create_default_context(cafile=str(mesh.state_dir / "ca.pem"))
+    with socket.create_connection((host, port), timeout=30) as plain, context.wrap_socket(plain, server_hostname=host) as tls:
+        tls.sendall(head + body)
+        sent = time.monotonic()
+        answer = read_http_answer(tls)
+        waited = time.monotonic() - sent
+        try:
+            closed = tls.recv(1) == b""
+        except (ConnectionError, ssl.SSLError):
+            closed = True
+        return answer, waited, closed
+
+
+async def test_an_upload_that_stalls_is_given_up_and_leaves_nothing(
+    fhir: httpx.AsyncClient, patient: tuple[str, str], mesh: RunningMesh
+) -> None:
+    """A client that stops sending mid-body (GATEWAY_CLIENT_IDLE_SECONDS, 4 s in the test
+    mesh) gets a 408 and its connection closed; the hops behind the gateway are freed
+    and nothing of the upload is kept."""
+    key, patient_id = patient
+    before_rows, before_files = await blob_rows(mesh), blob_files(mesh)
+    before_pending = await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads")
+    start = await last_seq(mesh)
+    head = (
+        f"POST /fhir/Binary HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {mesh.dev_token}\r\n"
+        f"x-patient-key: {key}\r\nx-security-context: Patient/{patient_id}\r\ncontent-type: application/octet-stream\r\n"
+        f"content-length: {20 * MIB}\r\n\r\n"
+    ).encode()
+    answer, waited, closed = await asyncio.to_thread(_stalled_request, mesh, head, content_with_canary(3 * MIB))
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"connection: close" in head_part.lower()
+    assert json.loads(body)["issue"][0]["details"]["coding"][0]["code"] == "request-timeout"
+    assert 3.5 < waited < 20, waited
+    assert closed
+    # api saw the gateway give up the request: outcome 499, and nothing is left behind.
+    deadline = time.monotonic() + 30
+    while not (outcomes := [e for e in await events_since(mesh, start) if e[0] == "fhir.create"]):
+        assert time.monotonic() < deadline, await events_since(mesh, start)
+        await asyncio.sleep(0.2)
+    assert [(event, outcome) for event, outcome, *_ in outcomes] == [("fhir.create", 499)]
+    assert list((mesh.state_dir / "blobs" / "incoming").glob("*")) == []
+    assert await mesh.db_execute("records", "SELECT count(*) FROM pending_uploads") == before_pending
+    assert blob_files(mesh) == before_files
+    assert await blob_rows(mesh) == before_rows
+    assert await upload(fhir, key, patient_id, os.urandom(MIB))  # the mesh still takes uploads
+
+
+async def test_a_small_body_that_stalls_is_given_up(mesh: RunningMesh, patient: tuple[str, str]) -> None:
+    """A body small enough to be read whole (here a FHIR resource) must arrive whole
+    within the idle time; a client sending a part of it then nothing gets a 408."""
+    _, patient_id = patient
+    resource = json.dumps({"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{patient_id}"}}).encode()
+    head = (
+        f"POST /fhir/Observation HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {mesh.dev_token}\r\n"
+        f"content-type: application/fhir+json\r\ncontent-length: {len(resource)}\r\n\r\n"
+    ).encode()
+    answer, waited, closed = await asyncio.to_thread(_stalled_request, mesh, head, resource[:20])
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert 3.5 < waited < 20, waited
+    assert closed
 
 
 async def test_a_download_the_client_stops_reading_is_no_error(

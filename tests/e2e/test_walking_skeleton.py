@@ -13,7 +13,7 @@ import httpx
 
 from carevault_api.audit.relay import MAX_FHIR_BODY
 from carevault_common.app import READINESS_CACHE_SECONDS
-from tests.support import RunningMesh, get_when_ready
+from tests.support import RunningMesh, get_when_ready, read_http_answer
 
 SERVICES = ("gateway", "api", "records", "keyservice", "fileservice")
 
@@ -47,29 +47,13 @@ async def test_unknown_route_is_a_problem_passed_through_unchanged(mesh: Running
     assert body["status"] == 404 and body["type"].endswith("/not-found")
 
 
-def _content_length(answer: bytes) -> int:
-    match = re.search(rb"(?i)content-length: (\d+)", answer)
-    return int(match.group(1)) if match else 0
-
-
-def _read_answer(tls: ssl.SSLSocket) -> bytes:
-    """An HTTP answer, head and the body its Content-Length announces (or what came)."""
-    answer = b""
-    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _content_length(answer):
-        chunk = tls.recv(65536)
-        if not chunk:
-            break
-        answer += chunk
-    return answer
-
-
 def test_declared_body_over_limit_is_refused_with_413_before_upload(mesh: RunningMesh) -> None:
     # A raw request: HTTP clients refuse to send a Content-Length they will not honour.
     context = mesh.ssl_context()
     with socket.create_connection(("127.0.0.1", mesh.layout.tls_port("gateway")), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(b"POST /fhir/Binary HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\nx")
-            answer = _read_answer(tls)
+            answer = read_http_answer(tls)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     # Under the FHIR base, errors are OperationOutcomes carrying the problem type.
@@ -97,10 +81,60 @@ def test_an_undeclared_body_over_limit_is_refused_with_413_not_blamed_on_a_peer(
                 tls.sendall(b"0\r\n\r\n")
             except OSError:
                 pass  # refused before the end: the answer is already waiting
-            answer = _read_answer(tls)
+            answer = read_http_answer(tls)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), head
     assert json.loads(body)["issue"][0]["details"]["coding"][0]["code"] == "payload-too-large"
+
+
+def _seconds_until_closed(mesh: RunningMesh, head_pieces: list[bytes], pause: float) -> float:
+    """Connect to the gateway over TLS, send ``head_pieces`` ``pause`` seconds apart
+    (and then nothing), and return how long the gateway kept the connection open."""
+    context = mesh.ssl_context()
+    with socket.create_connection(("127.0.0.1", mesh.layout.tls_port("gateway")), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            opened = time.monotonic()
+            pieces = iter(head_pieces)
+            tls.settimeout(pause)
+            try:
+                while True:
+                    piece = next(pieces, None)
+                    if piece is None:
+                        tls.settimeout(30)
+                    else:
+                        tls.sendall(piece)
+                    try:
+                        if tls.recv(1) == b"":
+                            break  # closed by the gateway
+                    except TimeoutError:
+                        assert piece is not None, "the gateway kept an idle connection open for 30 s"
+                        continue  # still open: send the next piece
+            except (ConnectionError, ssl.SSLError):
+                pass  # closed by the gateway
+            return time.monotonic() - opened
+
+
+def test_a_connection_that_sends_nothing_is_closed(mesh: RunningMesh) -> None:
+    """After the TLS handshake, a request head must begin and end within
+    GATEWAY_CLIENT_IDLE_SECONDS (4 s in the test mesh; 60 by default)."""
+    assert 3.5 < _seconds_until_closed(mesh, [], 1.0) < 20
+
+
+def test_a_request_head_sent_a_line_at_a_time_is_cut_off(mesh: RunningMesh) -> None:
+    """Slowloris: a byte now and then resets no clock; the head as a whole must arrive in time."""
+    lines = [b"GET /healthz HTTP/1.1\r\n"] + [f"x-slow-{i}: {i}\r\n".encode() for i in range(30)]
+    held = _seconds_until_closed(mesh, lines, 0.5)
+    assert 3.5 < held < 10, held
+
+
+async def test_a_connection_kept_alive_between_requests_still_serves(mesh: RunningMesh) -> None:
+    """The bound is on a request's head, not on a connection's life: one connection
+    serves requests spread over more than the bound."""
+    async with mesh.client() as client:
+        for _ in range(3):
+            assert (await get_when_ready(client, "/healthz")).status_code == 200
+            await asyncio.sleep(2)
+        assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_management_port_serves_only_health_and_metrics(mesh: RunningMesh) -> None:

@@ -254,6 +254,7 @@ GATEWAY_ENVIRONMENT_HEADER: {{ $root.Values.global.environmentHeader.name | quot
 {{- $publicUrl := include "carevault.publicUrl" $root }}
 {{- if eq $svc "gateway" }}
 GATEWAY_MAX_BODY_BYTES: {{ $v.maxBodyBytes | quote }}
+GATEWAY_CLIENT_IDLE_SECONDS: {{ $v.clientIdleSeconds | quote }}
 GATEWAY_TRUSTED_PROXIES: {{ join "," $v.trustedProxies | quote }}
 GATEWAY_MAX_BINARY_BODY_BYTES: {{ $root.Values.api.binary.maxBytes | int64 | quote }}
 {{- if $publicUrl }}

@@ -70,6 +70,6 @@ def create_app(settings: Settings) -> FastAPI:
         headers["x-forwarded-proto"] = "https"
         headers["x-forwarded-host"] = request.headers.get("host", "")
         limit = settings.max_binary_body_bytes if _is_binary(path) else settings.max_body_bytes
-        return await forward(request, request.app.state.api, limit, headers)
+        return await forward(request, request.app.state.api, limit, headers, client_idle_seconds=settings.client_idle_seconds)
 
     return app

@@ -1,15 +1,18 @@
-"""coalesce: the regrouping of a streamed body on its way to a peer; RelayedBody: a
-peer's streamed answer relayed, its connection released however the relay ends."""
+"""coalesce: the regrouping of a streamed body on its way to a peer; ForwardedBody: the
+bounds on a client's body (size, pauses); RelayedBody: a peer's streamed answer
+relayed, its connection released however the relay ends."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from carevault_common.clients import coalesce
+from carevault_common.clients import ForwardedBody, coalesce
+from carevault_common.errors import PayloadTooLarge, RequestTimeout
 from carevault_common.proxy import RelayedBody
 
 
@@ -36,6 +39,49 @@ async def test_a_large_piece_passes_as_it_is() -> None:
 async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
     for item in items:
         yield item
+
+
+async def _pausing(pause_after: int, pause: float) -> AsyncIterator[bytes]:
+    for i in range(4):
+        if i == pause_after:
+            await asyncio.sleep(pause)
+        yield b"x" * 1000
+
+
+async def test_a_body_whose_pauses_stay_under_the_idle_bound_passes_whole() -> None:
+    body = ForwardedBody(_pausing(2, 0.05), 10_000, idle_seconds=1.0)
+    assert b"".join([chunk async for chunk in body]) == b"x" * 4000
+    assert body.error is None
+
+
+async def test_a_body_that_pauses_past_the_idle_bound_is_given_up_with_408() -> None:
+    body = ForwardedBody(_pausing(2, 5.0), 10_000, idle_seconds=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RequestTimeout) as refused:
+        async for _ in body:
+            pass
+    assert 0.2 <= loop.time() - started < 2.0
+    assert refused.value.status == 408 and refused.value.headers == {"connection": "close"}
+    assert body.error is refused.value  # what the peer's client raises instead of "peer unavailable"
+
+
+async def test_a_timeout_of_the_source_itself_is_not_taken_for_a_pause() -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"x"
+        raise TimeoutError("the source's own")
+
+    with pytest.raises(TimeoutError, match="the source's own"):
+        async for _ in ForwardedBody(failing(), 10_000, idle_seconds=5.0):
+            pass
+
+
+async def test_a_body_over_its_limit_is_refused_with_413() -> None:
+    body = ForwardedBody(_pausing(9, 0), 2500)
+    with pytest.raises(PayloadTooLarge):
+        async for _ in body:
+            pass
+    assert isinstance(body.error, PayloadTooLarge)
 
 
 @pytest.fixture

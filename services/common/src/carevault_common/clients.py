@@ -9,6 +9,7 @@ client (:class:`ForwardedBody`) that fails is the client's failure, not the peer
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -20,7 +21,7 @@ import aiohttp
 import orjson
 from starlette.requests import ClientDisconnect
 
-from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, ServiceUnavailable
+from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout, ServiceUnavailable
 from carevault_common.telemetry import outgoing_headers
 
 logger = logging.getLogger("carevault.clients")
@@ -55,21 +56,31 @@ async def coalesce(chunks: AsyncIterator[bytes], piece: int = STREAM_PIECE) -> A
 
 class ForwardedBody:
     """A request body streamed from the caller's own client on to a peer: regrouped,
-    limited to ``max_bytes`` (413 beyond), hashed on the way when a ``digest`` is given.
+    limited to ``max_bytes`` (413 beyond), hashed on the way when a ``digest`` is given,
+    and, with ``idle_seconds``, given up (408) when the client sends nothing for that long.
 
     If it fails (the client went away, sent too much), aiohttp tells only of a broken
     connection to the peer; this keeps what stopped it, and the peer's client raises
     that instead of "peer unavailable" (a 503 blaming a healthy peer)."""
 
-    def __init__(self, source: AsyncIterable[bytes], max_bytes: int, *, digest: Any = None, limit_message: str | None = None) -> None:
+    def __init__(
+        self,
+        source: AsyncIterable[bytes],
+        max_bytes: int,
+        *,
+        digest: Any = None,
+        limit_message: str | None = None,
+        idle_seconds: float | None = None,
+    ) -> None:
         self.source, self.max_bytes, self.digest = source, max_bytes, digest
         self.limit_message = limit_message or "The request body exceeds the size limit."
+        self.idle_seconds = idle_seconds
         self.error: BaseException | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
         try:
-            async for chunk in coalesce(aiter(self.source)):
+            async for chunk in coalesce(self._arriving()):
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise PayloadTooLarge(self.limit_message)
@@ -82,6 +93,29 @@ class ForwardedBody:
         except BaseException as exc:
             self.error = exc
             raise
+
+    async def _arriving(self) -> AsyncIterator[bytes]:
+        """The source's pieces, each awaited for at most ``idle_seconds``: a client that
+        stalls mid-body would otherwise hold its connection, and every peer connection
+        its body streams to, for as long as it likes. Time the peer takes to accept a
+        piece is not counted (that is not the client's doing)."""
+        pieces = aiter(self.source)
+        if self.idle_seconds is None:
+            async for piece in pieces:
+                yield piece
+            return
+        while True:
+            waiting = asyncio.timeout(self.idle_seconds)
+            try:
+                async with waiting:
+                    piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if not waiting.expired():
+                    raise
+                raise RequestTimeout(f"No request body bytes arrived for {self.idle_seconds:g} s.") from None
+            yield piece
 
 
 @dataclass(frozen=True, slots=True)

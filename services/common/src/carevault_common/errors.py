@@ -33,6 +33,7 @@ FHIR_ISSUE_CODES: dict[int, str] = {
     404: "not-found",
     405: "not-supported",
     406: "not-supported",
+    408: "timeout",
     409: "conflict",
     410: "deleted",
     412: "conflict",
@@ -125,6 +126,16 @@ class ClientClosedRequest(ProblemError):
     left to answer, and it is no fault of this service or its peers."""
 
     status, code, title = 499, "client-closed-request", "The client closed the request"
+
+
+class RequestTimeout(ProblemError):
+    """The client stopped sending its request body: its connection is closed rather
+    than held (and the peers it was streaming to freed)."""
+
+    status, code, title = 408, "request-timeout", "The client stopped sending the request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"connection": "close"})
 
 
 class CallerNotAllowed(ProblemError):

@@ -12,6 +12,7 @@ first (api stores the audit event of a read before any byte of it leaves).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response, StreamingResponse
 
 from carevault_common.clients import ForwardedBody, ServiceClient
-from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, ProblemError
+from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, ProblemError, RequestTimeout
 
 BUFFER_LIMIT = 1024 * 1024
 HOP_BY_HOP = frozenset(
@@ -133,8 +134,12 @@ async def ask(
     path: str | None = None,
     *,
     timeout_seconds: float | None = None,
+    client_idle_seconds: float | None = None,
 ) -> Answer:
-    """Send the client's request on to ``peer`` and return its answer unsent."""
+    """Send the client's request on to ``peer`` and return its answer unsent.
+
+    ``client_idle_seconds`` (the gateway's, facing the public): a body small enough to
+    be read whole must arrive within it, a streamed one may not pause longer; else 408."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -143,14 +148,11 @@ async def ask(
             raise PayloadTooLarge("The request body exceeds the size limit.")
     body: bytes | AsyncIterable[bytes] | None
     if declared is not None and int(declared) <= BUFFER_LIMIT:
-        try:
-            body = await request.body()
-        except ClientDisconnect:
-            raise ClientClosedRequest() from None
+        body = await _read_whole(request, client_idle_seconds)
     elif request.method in ("GET", "HEAD", "DELETE", "OPTIONS") and declared is None:
         body = None
     else:
-        body = ForwardedBody(request.stream(), max_body_bytes)
+        body = ForwardedBody(request.stream(), max_body_bytes, idle_seconds=client_idle_seconds)
         if declared is not None:
             # Passed on as declared (the server delivers exactly that many bytes, or the
             # stream fails): the peer gets a plain body instead of chunked framing.
@@ -175,6 +177,19 @@ async def ask(
     return Answer(upstream.status, response_headers, internal, None, upstream)
 
 
+async def _read_whole(request: Request, idle_seconds: float | None) -> bytes:
+    waiting = asyncio.timeout(idle_seconds)
+    try:
+        async with waiting:
+            return await request.body()
+    except ClientDisconnect:
+        raise ClientClosedRequest() from None
+    except TimeoutError:
+        if not waiting.expired():
+            raise
+        raise RequestTimeout(f"The request body did not arrive within {idle_seconds:g} s.") from None
+
+
 async def forward(
     request: Request,
     peer: ServiceClient,
@@ -183,5 +198,9 @@ async def forward(
     path: str | None = None,
     *,
     timeout_seconds: float | None = None,
+    client_idle_seconds: float | None = None,
 ) -> Response:
-    return (await ask(request, peer, max_body_bytes, headers, path, timeout_seconds=timeout_seconds)).response()
+    answer = await ask(
+        request, peer, max_body_bytes, headers, path, timeout_seconds=timeout_seconds, client_idle_seconds=client_idle_seconds
+    )
+    return answer.response()

@@ -23,19 +23,52 @@ from carevault_common.settings import ServiceSettings
 
 class PeerIdentityProtocol(HttpToolsProtocol):
     """Uvicorn's HTTP protocol, plus the ASGI TLS extension carrying the caller's
-    verified service identity (uvicorn does not expose the peer certificate)."""
+    verified service identity (uvicorn does not expose the peer certificate), and a
+    bound on the time a request's head may take to arrive.
+
+    uvicorn bounds only the wait between requests, and resets that on every byte: a
+    client sending a header line now and then (slowloris) or nothing at all after the
+    handshake would hold its connection forever. Here the head must be complete within
+    ``head_timeout_seconds`` of the connection or of the request's first byte."""
 
     peer_identity: str | None = None
+    head_timeout_seconds: float = 60.0
+    _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self.peer_identity = identity_from_peercert(ssl_object.getpeercert())
+        self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {TLS_EXTENSION: {"peer_identity": self.peer_identity}}
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(head_timeout_seconds: float) -> type[PeerIdentityProtocol]:
+    return type("PeerIdentityProtocol", (PeerIdentityProtocol,), {"head_timeout_seconds": head_timeout_seconds})
 
 
 class _QuietSignalsServer(uvicorn.Server):
@@ -51,7 +84,7 @@ def _server(app: FastAPI, host: str, port: int, settings: ServiceSettings, ssl_c
     kwargs: dict[str, Any] = {
         "host": host,
         "port": port,
-        "http": PeerIdentityProtocol if ssl_context is not None else "httptools",
+        "http": _protocol(settings.client_idle_seconds) if ssl_context is not None else "httptools",
         "lifespan": "on" if ssl_context is not None else "off",
         "log_config": None,
         "access_log": False,

@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
     sentry_dsn: str = ""
     # Seconds the server keeps serving in-flight requests after SIGTERM.
     graceful_shutdown_seconds: float = 10.0
+    # Seconds a caller may take to send a request's head, or pause while sending its
+    # body (the gateway's, facing the public, is the one that matters): then the
+    # connection is closed (a body: 408), so slow or stalled clients cannot hold
+    # connections, and the peers they stream to, for as long as they like.
+    client_idle_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _tls_material_exists(self) -> ServiceSettings:

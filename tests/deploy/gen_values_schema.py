@@ -144,6 +144,7 @@ GATEWAY_EXTRA: dict[str, Schema] = {
     "publicHostnames": string_list(pattern=r"^[a-z0-9*]([-a-z0-9.]*[a-z0-9])?$"),
     "publicUrl": string(pattern=r"^$|^https://[^\s/?#]+(/[^\s?#]*)?$"),
     "maxBodyBytes": integer(1),
+    "clientIdleSeconds": {"type": "number", "exclusiveMinimum": 0},
     "trustedProxies": string_list(**CIDR),
     "redis": REDIS,
 }

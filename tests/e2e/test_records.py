@@ -253,6 +253,39 @@ async def test_capability_statement_is_public_and_lists_what_is_supported(mesh: 
     assert "X-Security-Context" in types["Binary"]["documentation"]
 
 
+async def test_a_client_that_accepts_no_fhir_json_gets_406(fhir: httpx.AsyncClient, mesh: RunningMesh) -> None:
+    """This server speaks FHIR JSON only; a client asking for XML (Accept or _format)
+    is told so, not answered in JSON it did not ask for."""
+    key = new_patient_key()
+    patient_id = await create_patient(fhir, key)
+    created = await fhir.post("/Observation", json=observation(patient_id), headers={"x-patient-key": key})
+    path = f"/Observation/{created.json()['id']}"
+    refused = [
+        await fhir.get(path, headers={"x-patient-key": key, "accept": "application/fhir+xml"}),
+        await fhir.get(path, params={"_format": "xml"}, headers={"x-patient-key": key}),
+        await fhir.get("/Observation", params={"patient": patient_id, "_format": "application/fhir+xml"}, headers={"x-patient-key": key}),
+        await fhir.get("/AuditEvent", headers={"accept": "application/xml"}),
+        await fhir.post("/Observation", json=observation(patient_id), headers={"x-patient-key": key, "accept": "application/fhir+xml"}),
+    ]
+    async with mesh.client() as client:
+        refused.append(await client.get("/fhir/metadata", params={"_format": "xml"}))
+    for resp in refused:
+        assert resp.status_code == 406, resp.text
+        outcome = resp.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == "not-supported"
+        assert outcome["issue"][0]["details"]["coding"][0]["code"] == "not-acceptable"
+    # The refused create wrote nothing.
+    listing = await fhir.get("/Observation", params={"patient": patient_id}, headers={"x-patient-key": key})
+    assert len(listing.json()["entry"]) == 1
+    for accepted in ("application/fhir+json; fhirVersion=4.0", "application/json", "application/fhir+xml;q=0.9, */*;q=0.1"):
+        resp = await fhir.get(path, headers={"x-patient-key": key, "accept": accepted})
+        assert resp.status_code == 200, (accepted, resp.text)
+    assert (
+        await fhir.get(path, params={"_format": "json"}, headers={"x-patient-key": key, "accept": "application/xml"})
+    ).status_code == 200
+
+
 async def test_fhir_api_needs_authentication(mesh: RunningMesh) -> None:
     async with mesh.client() as client:
         resp = await client.get("/fhir/Observation")

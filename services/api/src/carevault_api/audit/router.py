@@ -11,7 +11,7 @@ for that patient before anything is shown. Every query is itself audited
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from carevault_api.audit import repository
@@ -20,11 +20,11 @@ from carevault_api.audit.query import PATIENT_VIEW_PARAMS, InvalidAuditQuery, pa
 from carevault_api.audit.relay import purpose_of
 from carevault_api.audit.service import Actor, trail_of
 from carevault_api.deps import PrincipalDep
-from carevault_api.fhir.service import public_base_url
+from carevault_api.fhir.service import public_base_url, require_fhir_json
 from carevault_common.db import session_scope
 from carevault_common.errors import FHIR_MEDIA_TYPE, Forbidden, NotFound, ProblemError
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(require_fhir_json)])
 
 
 def _fhir(body: dict[str, object]) -> Response:

@@ -46,9 +46,9 @@ import aiohttp
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from carevault_api.binaries.negotiation import Representation, choose
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
+from carevault_api.fhir.negotiation import Representation, choose
 from carevault_common.clients import ForwardedBody, ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
 from carevault_common.proxy import RelayedBody

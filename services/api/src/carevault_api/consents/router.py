@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -18,9 +18,10 @@ from carevault_api.authorization.compartment import patient_from_param
 from carevault_api.authorization.fhir import AccessDenied, token_contexts
 from carevault_api.consents import service
 from carevault_api.deps import PrincipalDep, SessionDep
+from carevault_api.fhir.service import require_fhir_json
 from carevault_common.errors import FHIR_MEDIA_TYPE, ProblemError
 
-router = APIRouter(prefix="/fhir/Consent")
+router = APIRouter(prefix="/fhir/Consent", dependencies=[Depends(require_fhir_json)])
 
 
 def _fhir(body: dict[str, Any], status: int = 200) -> Response:

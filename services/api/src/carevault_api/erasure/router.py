@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from carevault_api.audit.hints import SERVER_ID
@@ -12,9 +12,10 @@ from carevault_api.audit.relay import purpose_of
 from carevault_api.audit.service import Actor, trail_of
 from carevault_api.deps import PrincipalDep
 from carevault_api.erasure.service import erase_patient
+from carevault_api.fhir.service import require_fhir_json
 from carevault_common.errors import FHIR_MEDIA_TYPE, Forbidden, NotFound
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(require_fhir_json)])
 
 
 @router.post("/Patient/{patient_id}/$erase")

@@ -5,7 +5,7 @@ catch-all (main.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from carevault_api.audit.hints import note_patients
@@ -22,11 +22,12 @@ from carevault_api.fhir.service import (
     checked_read,
     preflight_delete,
     records_headers,
+    require_fhir_json,
 )
 from carevault_common.errors import PayloadTooLarge
 from carevault_common.proxy import Answer, ask, forward, forwarded_headers
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", dependencies=[Depends(require_fhir_json)])
 
 FHIR_METHODS = ["GET", "POST", "PUT", "DELETE"]
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from carevault_api.auth.principal import Principal
 from carevault_api.authorization.fhir import Access, AccessDenied, FhirAuthorizer, touch_of
+from carevault_api.fhir.negotiation import accepts_fhir_json
 from carevault_common.errors import NotFound, ProblemError, ServiceUnavailable
 
 # The client headers records needs; everything else stays at the api.
@@ -37,6 +38,18 @@ def records_headers(client_headers: dict[str, str], principal: Principal, reques
         # $everything under a consent limited to some types: records exports those only.
         headers[RESOURCE_TYPES_HEADER] = ",".join(sorted(access.resource_types))
     return headers
+
+
+def require_fhir_json(request: Request) -> None:
+    """406 for a client that accepts no FHIR JSON (``Accept``, ``_format``): answering
+    it anyway would hand it a format it said it cannot read."""
+    if not accepts_fhir_json(request.headers.get("accept"), request.query_params.get("_format")):
+        raise ProblemError(
+            "This server answers in FHIR JSON only: accept application/fhir+json (or application/json), or send _format=json.",
+            status=406,
+            code="not-acceptable",
+            title="Not acceptable",
+        )
 
 
 async def json_body(request: Request) -> Any:

@@ -1,4 +1,13 @@
-"""Which representation of a Binary a read asks for: the raw content, or the FHIR
+"""Content negotiation (FHIR R4 http.html#mime-type): what a client asks for with
+``Accept`` or the ``_format`` parameter, which overrides it.
+
+This server speaks FHIR JSON only (:func:`accepts_fhir_json`): a request that accepts
+none of it (XML, Turtle, HTML alone) is refused with 406 before anything is done, not
+answered in a format the client did not ask for. ``application/json``, the older
+``application/json+fhir`` and wildcards are accepted; parameters such as
+``fhirVersion=4.0`` are ignored.
+
+Which representation of a Binary a read asks for: the raw content, or the FHIR
 Binary resource (JSON with base64 ``data``).
 
 * The raw content when ``Accept`` is absent, names the stored type (``type/subtype``
@@ -16,6 +25,7 @@ from enum import Enum
 
 FHIR_JSON_TYPES = frozenset({"application/fhir+json", "application/json+fhir"})
 _FORMAT_JSON = frozenset({"json", "application/json", *FHIR_JSON_TYPES})
+_ACCEPTS_JSON = frozenset({"application/json", "application/*", "*/*", *FHIR_JSON_TYPES})
 
 
 class Representation(Enum):
@@ -45,9 +55,18 @@ def base_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def accepts_fhir_json(accept: str | None, format_param: str | None = None) -> bool:
+    """Whether a FHIR JSON answer is acceptable to the client (else: 406)."""
+    if format_param is not None:
+        return base_type(format_param) in _FORMAT_JSON
+    if accept is None or not accept.strip():
+        return True
+    return any(quality > 0 and media in _ACCEPTS_JSON for media, quality in _media_ranges(accept))
+
+
 def choose(accept: str | None, content_type: str, format_param: str | None = None) -> Representation | None:
     if format_param is not None:
-        return Representation.RESOURCE if format_param.lower() in _FORMAT_JSON else None
+        return Representation.RESOURCE if base_type(format_param) in _FORMAT_JSON else None
     if not accept or not accept.strip():
         return Representation.RAW
     stored = base_type(content_type)

@@ -42,6 +42,11 @@ async def test_everything_under_a_consent_limited_to_observations_exports_observ
     limited = await exported_types(clinic, patient_id, key)
     assert types_in(limited) == {"Observation"}
     assert "asthma" not in limited.text and limited.json()["total"] == 1
+    # _type narrows what the consent allows, never widens it.
+    asked = await clinic.request(
+        "GET", f"/fhir/Patient/{patient_id}/$everything?_type=Condition,Observation", headers={"x-patient-key": key}
+    )
+    assert types_in(asked) == {"Observation"} and "asthma" not in asked.text
 
     # A second consent adds the Patient resource: the union, still not the Condition.
     more = await patient.request("POST", "/fhir/Consent", json=consent_body(patient_id, client_id, types=["Patient"]))

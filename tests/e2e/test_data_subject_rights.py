@@ -121,6 +121,40 @@ async def test_export_streams_the_whole_record_and_loads_again_into_another_tena
     assert patient_id not in again.text
 
 
+async def test_export_takes_type_and_since_and_refuses_what_it_does_not_support(fhir: httpx.AsyncClient) -> None:
+    key = new_patient_key()
+    patient_id, created = await make_record(fhir, key)
+    h = {"x-patient-key": key}
+    url = f"/Patient/{patient_id}/$everything"
+
+    def matched(resp: httpx.Response) -> list[str]:
+        assert resp.status_code == 200, resp.text
+        return sorted(
+            f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in resp.json()["entry"] if e["search"]["mode"] == "match"
+        )
+
+    # _type: these types only (repeated or comma-separated); the Patient only if named.
+    observations = sorted(r for r in created if r.startswith("Observation/"))
+    assert matched(await fhir.get(url, params={"_type": "Observation"}, headers=h)) == observations
+    both = matched(await fhir.get(url, params=[("_type", "Observation"), ("_type", "Patient,Condition")], headers=h))
+    assert both == sorted(r for r in created if r.split("/")[0] in ("Observation", "Patient", "Condition"))
+    # _since: what changed at or after that instant (here: the amended Observation's new version).
+    amended = (await fhir.get(f"/{created[2]}", headers=h)).json()["meta"]["lastUpdated"]
+    assert matched(await fhir.get(url, params={"_since": amended}, headers=h)) == [created[2]]
+    assert matched(await fhir.get(url, params={"_since": "2000"}, headers=h)) == sorted(created)
+    assert matched(await fhir.get(url, params={"_since": "2999-01-01T00:00:00Z"}, headers=h)) == []
+    # Bad values, and what is not supported, are a 400 naming the parameter, before any byte is streamed.
+    for params in ({"_since": "zz"}, {"_since": "gt2020"}, {"_type": "NoSuchType"}, {"_type": ""}, {"start": "2020"}, {"_count": "10"}):
+        refused = await fhir.get(url, params=params, headers=h)
+        assert refused.status_code == 400, (params, refused.text)
+        assert refused.json()["resourceType"] == "OperationOutcome"
+        assert next(iter(params)) in refused.json()["issue"][0]["diagnostics"]
+    # Prefer: handling=lenient ignores the unsupported ones (not the malformed).
+    lenient = h | {"prefer": "handling=lenient"}
+    assert matched(await fhir.get(url, params={"start": "2020", "_count": "10"}, headers=lenient)) == sorted(created)
+    assert (await fhir.get(url, params={"_since": "zz"}, headers=lenient)).status_code == 400
+
+
 async def raw_database(mesh: RunningMesh, service: str) -> bytes:
     """Every byte a service's database holds: the SQLite files as they are on disk
     (free pages and write-ahead log included), or every row of every table."""

@@ -8,7 +8,7 @@ from starlette.responses import StreamingResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import require_callers
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
-from carevault_records.export.service import everything, open_export
+from carevault_records.export.service import everything, open_export, parse_export_query
 
 RESOURCE_TYPES_HEADER = "x-carevault-resource-types"
 
@@ -19,9 +19,11 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))
 async def patient_everything(
     patient_id: str, request: Request, caller: CallerDep, keyrings: KeyringsDep, resources: ResourcesDep
 ) -> StreamingResponse:
+    prefer = request.headers.get("prefer")
+    query = parse_export_query(list(request.query_params.multi_items()), lenient=prefer is not None and "handling=lenient" in prefer)
     keyring = await open_export(resources, keyrings, patient_id)
     # api's authorization: a caller under a consent limited to some types gets those only.
     limited = request.headers.get(RESOURCE_TYPES_HEADER)
-    types = frozenset(t for t in limited.split(",") if t) if limited is not None else None
-    body = everything(request.app.state.sessions, caller.tenant, patient_id, keyring, caller.base_url, types)
+    types = query.limited_to(frozenset(t for t in limited.split(",") if t) if limited is not None else None)
+    body = everything(request.app.state.sessions, caller.tenant, patient_id, keyring, caller.base_url, types, query.since)
     return StreamingResponse(body, media_type=FHIR_MEDIA_TYPE)

@@ -11,6 +11,13 @@ references to their content, not the file bytes. A caller acting under a consent
 limited to some resource types gets only those (api sends the list; the directory
 resources included are those the exported records reference).
 
+The operation's ``_type`` (types to export, comma-separated, repeatable) and ``_since``
+(records updated at or after that instant; the directory resources they reference
+are included whatever their age) are supported. ``start`` and ``end`` (care dates,
+inside the encrypted content) and ``_count`` (the Bundle is streamed whole, not paged)
+are not: like any unknown parameter they are a 400, or ignored under ``Prefer:
+handling=lenient``, as a search does.
+
 The key is checked before the first byte (a wrong key is a 403, not a truncated
 body). The body is read in one transaction of its own; on PostgreSQL it is
 REPEATABLE READ, so the Bundle is one consistent snapshot. An integrity failure
@@ -21,7 +28,8 @@ parses.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from carevault_common.db import session_scope
 from carevault_crypto import PatientKeyring
 from carevault_records.fhir.bundles import reference_sites
-from carevault_records.fhir.compartment import is_directory
+from carevault_records.fhir.compartment import SUPPORTED_TYPES, is_directory
+from carevault_records.fhir.outcome import IssueCode, operation_outcome
+from carevault_records.fhir.search import FhirSearchError, parse_instant_start
 from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources import codec, repository
 from carevault_records.resources.service import ResourceService
@@ -39,6 +49,56 @@ from carevault_records.resources.service import ResourceService
 logger = logging.getLogger("carevault.records.export")
 
 PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    #: ``_type``: only these types (the Patient only if named); None: every type.
+    types: frozenset[str] | None = None
+    #: ``_since``: only records last updated at or after this instant.
+    since: datetime | None = None
+    #: Parameters dropped under ``Prefer: handling=lenient``.
+    ignored: tuple[str, ...] = ()
+
+    def limited_to(self, allowed: frozenset[str] | None) -> frozenset[str] | None:
+        """The types to export when the caller may see only ``allowed`` (api's consent check)."""
+        if allowed is None:
+            return self.types
+        return allowed if self.types is None else self.types & allowed
+
+
+_FORMAT_PARAMS = frozenset({"_format", "_pretty"})  # api checked the format
+
+
+def parse_export_query(params: Sequence[tuple[str, str]], *, lenient: bool = False) -> ExportQuery:
+    """The ``$everything`` parameters (URL-decoded pairs); 400 for a bad or, unless
+    ``lenient``, unsupported one."""
+    types: set[str] | None = None
+    since: datetime | None = None
+    ignored: list[str] = []
+    for name, value in params:
+        where = f"Patient/$everything?{name}"
+        if name == "_type":
+            named = {t.strip() for t in value.split(",") if t.strip()}
+            unknown = sorted(named - SUPPORTED_TYPES)
+            if not named or unknown:
+                raise _export_error("value", f"_type names no supported resource type: {', '.join(unknown) or 'none'}", where)
+            types = named if types is None else types | named
+        elif name == "_since":
+            if since is not None:
+                raise _export_error("value", "_since may be given once", where)
+            since = parse_instant_start(value, where)
+        elif name in _FORMAT_PARAMS:
+            continue
+        elif lenient:
+            ignored.append(name)
+        else:
+            raise _export_error("not-supported", "Only _type and _since are supported (Prefer: handling=lenient ignores the rest)", where)
+    return ExportQuery(frozenset(types) if types is not None else None, since, tuple(ignored))
+
+
+def _export_error(code: IssueCode, diagnostics: str, where: str) -> FhirSearchError:
+    return FhirSearchError(operation_outcome("error", code, f"{diagnostics} ({where})"))
 
 
 async def open_export(resources: ResourceService, keyrings: RequestKeyrings, patient_id: str) -> PatientKeyring:
@@ -55,9 +115,11 @@ async def everything(
     keyring: PatientKeyring,
     base: str,
     types: frozenset[str] | None = None,
+    since: datetime | None = None,
 ) -> AsyncIterator[bytes]:
     """``types``: only records of these types (the Patient included only if named);
-    None: every type. Records of other types are skipped before decryption."""
+    None: every type. ``since``: only records last updated at or after it. Records
+    left out are skipped before decryption."""
     async with session_scope(sessions) as session:
         assert session.bind is not None
         if session.bind.dialect.name == "postgresql":
@@ -72,13 +134,15 @@ async def everything(
 
         patient = await repository.get_current_versions(session, tenant, [("Patient", patient_id)])
         for stored in patient if types is None or "Patient" in types else []:
+            if since is not None and stored.last_updated < since:
+                continue
             yield entry(codec.decode_version(tenant, stored, keyring), "match")
             count += 1
         after: tuple[str, str] | None = None
         while True:
             page = await repository.patient_page(session, tenant, patient_id, after, PAGE_SIZE)
             for stored in page:
-                if types is not None and stored.resource_type not in types:
+                if (types is not None and stored.resource_type not in types) or (since is not None and stored.last_updated < since):
                     continue
                 resource = codec.decode_version(tenant, stored, keyring)
                 referenced |= _directory_references(resource)

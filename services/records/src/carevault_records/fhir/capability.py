@@ -85,7 +85,8 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "everything",
         "http://hl7.org/fhir/OperationDefinition/Patient-everything",
         "GET Patient/[id]/$everything with X-Patient-Key: every current record of the patient (GDPR Art. 15/20) as a searchset "
-        "Bundle, streamed, with the directory resources they reference; loadable again as a transaction. A caller acting "
+        "Bundle, streamed, with the directory resources they reference; loadable again as a transaction. Parameters: _type, "
+        "_since (start, end and _count are not supported). A caller acting "
         "under a consent gets only the resource types that consent (and the token's scopes) cover.",
     ),
     Operation(

@@ -513,6 +513,17 @@ def _parse_last_updated(value: str, where: str) -> InstantRange:
     return InstantRange(None, end)  # le
 
 
+def parse_instant_start(value: str, where: str) -> datetime:
+    """The first instant a date or dateTime of any precision covers (``_since``)."""
+    match = _LAST_UPDATED.fullmatch(value)
+    if match is None or match.group(1) is not None:
+        raise _search_error("value", "takes YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
+    try:
+        return _instant_bounds(*match.groups()[1:])[0]
+    except ValueError:
+        raise _search_error("value", "is not a valid date", where) from None
+
+
 def _instant_bounds(
     year: str,
     month: str | None,
@@ -581,6 +592,7 @@ __all__ = [
     "escape",
     "extract_index_terms",
     "matches",
+    "parse_instant_start",
     "parse_search_query",
     "period_terms",
     "search_param_names",

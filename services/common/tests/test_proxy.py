@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from starlette.requests import Request
+from starlette.types import Message
 
 from carevault_common.clients import ForwardedBody, coalesce
-from carevault_common.errors import PayloadTooLarge, RequestTimeout
-from carevault_common.proxy import RelayedBody
+from carevault_common.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout
+from carevault_common.proxy import RelayedBody, _read_whole
 
 
 async def _pieces(sizes: list[int]) -> AsyncIterator[bytes]:
@@ -82,6 +84,40 @@ async def test_a_body_over_its_limit_is_refused_with_413() -> None:
         async for _ in body:
             pass
     assert isinstance(body.error, PayloadTooLarge)
+
+
+def _request(*messages: Message, then_wait: bool = False) -> Request:
+    """A request as the server hands it to the app (ASGI), its body in ``messages``;
+    after them the client sends nothing more (``then_wait``) or is gone."""
+    queue = list(messages)
+
+    async def receive() -> Message:
+        if queue:
+            return queue.pop(0)
+        if then_wait:
+            await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}, receive)
+
+
+async def test_a_small_body_is_read_whole() -> None:
+    request = _request(
+        {"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.request", "body": b"c", "more_body": False}
+    )
+    assert await _read_whole(request, 1.0) == b"abc"
+
+
+async def test_a_small_body_the_client_gives_up_on_is_499_not_an_error() -> None:
+    request = _request({"type": "http.request", "body": b"ab", "more_body": True})
+    with pytest.raises(ClientClosedRequest):
+        await _read_whole(request, 1.0)
+
+
+async def test_a_small_body_that_stops_arriving_is_408() -> None:
+    request = _request({"type": "http.request", "body": b"ab", "more_body": True}, then_wait=True)
+    with pytest.raises(RequestTimeout):
+        await _read_whole(request, 0.2)
 
 
 @pytest.fixture

@@ -24,6 +24,11 @@ from carevault_fileservice.errors import RangeNotSatisfiable
         ("bytes=5-2", None),  # last < first: invalid, ignored
         ("bytes=a-b", None),
         ("bytes=-", None),
+        ("bytes=\u00b2-5", None),  # "²" counts as a digit to str.isdigit(), not to int()
+        ("bytes=0-\u00b2", None),
+        ("bytes=\u0661-5", None),  # Arabic-Indic one: not an HTTP digit
+        ("bytes=+1-5", None),
+        ("bytes= 1 - 5", None),
     ],
 )
 def test_parse(header: str | None, expected: ByteRange | None) -> None:

@@ -78,6 +78,65 @@ async def test_create_read_update_delete_with_history(fhir: httpx.AsyncClient, m
     assert gone.json()["issue"][0]["code"] == "deleted"
 
 
+async def test_history_pages_counts_and_filters(fhir: httpx.AsyncClient) -> None:
+    key = new_patient_key()
+    h = {"x-patient-key": key}
+    patient_id = await create_patient(fhir, key)
+    created = (await fhir.post("/Observation", json=observation(patient_id), headers=h)).json()
+    path = f"/Observation/{created['id']}"
+    stamps = [created["meta"]["lastUpdated"]]
+    for value in (1.0, 2.0, 3.0, 4.0):
+        current = (await fhir.get(path, headers=h)).json()
+        updated = await fhir.put(path, json={**current, "valueQuantity": {"value": value}}, headers=h)
+        stamps.append(updated.json()["meta"]["lastUpdated"])
+
+    # Pages of _count, newest first, with the true total and a next link until the first version.
+    seen, url = [], f"{path}/_history?_count=2"
+    while url:
+        page = await fhir.get(url, headers=h)
+        assert page.status_code == 200, page.text
+        assert page.json()["total"] == 5
+        seen.append([e["response"]["etag"] for e in page.json()["entry"]])
+        following = [link["url"] for link in page.json()["link"] if link["relation"] == "next"]
+        url = following[0].split("/fhir", 1)[1] if following else ""
+    assert seen == [['W/"5"', 'W/"4"'], ['W/"3"', 'W/"2"'], ['W/"1"']]
+
+    # _since: the versions written at or after that instant.
+    since = await fhir.get(f"{path}/_history", params={"_since": stamps[3]}, headers=h)
+    assert [e["response"]["etag"] for e in since.json()["entry"]] == ['W/"5"', 'W/"4"'] and since.json()["total"] == 2
+    # What history does not support, or a malformed value, is a 400, not ignored.
+    for params in ({"_at": "2024"}, {"_count": "many"}, {"_since": "zz"}):
+        refused = await fhir.get(f"{path}/_history", params=params, headers=h)
+        assert refused.status_code == 400, (params, refused.text)
+    lenient = await fhir.get(f"{path}/_history", params={"_at": "2024"}, headers=h | {"prefer": "handling=lenient"})
+    assert lenient.status_code == 200 and lenient.json()["total"] == 5
+
+
+async def test_numbers_out_of_range_or_outside_ascii_are_refused_never_a_500(fhir: httpx.AsyncClient) -> None:
+    """str.isdigit() takes "²" and other digits int() refuses, and Python ints outgrow
+    the database's: each was a 500 once."""
+    key = new_patient_key()
+    h = {"x-patient-key": key}
+    patient_id = await create_patient(fhir, key)
+    for version in ("99999999999999999999", "2147483648", "%C2%B2", "0"):
+        resp = await fhir.get(f"/Patient/{patient_id}/_history/{version}", headers=h)
+        assert resp.status_code == 404, (version, resp.text)
+    superscript_two = "\u00b2"
+    assert (await fhir.get("/Observation", params={"patient": patient_id, "_count": superscript_two}, headers=h)).status_code == 400
+    etag = f'W/"{superscript_two}"'.encode("latin-1")
+    stale = await fhir.put(f"/Patient/{patient_id}", json={"resourceType": "Patient", "id": patient_id}, headers=h | {"if-match": etag})
+    assert stale.status_code == 400, stale.text
+    assert (await fhir.get("/AuditEvent", params={"_cursor": "9" * 30})).status_code == 400
+    assert (await fhir.get("/AuditEvent", params={"_count": superscript_two})).status_code == 400
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": f"Patient/{patient_id}/_history/99999999999"}}],
+    }
+    answered = await fhir.post("", json=batch, headers=h)
+    assert answered.status_code == 200 and answered.json()["entry"][0]["response"]["status"].startswith("404")
+
+
 async def test_updates_of_one_version_sent_at_once_one_wins_the_rest_get_412(fhir: httpx.AsyncClient) -> None:
     """Eight clients update the same version at once: one new version, seven 412s, no
     5xx. On SQLite the losers once read the version outside the write's transaction

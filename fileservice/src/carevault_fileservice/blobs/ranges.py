@@ -6,6 +6,7 @@ RFC 9110 allows); a well-formed range outside the content is 416.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from carevault_fileservice.errors import RangeNotSatisfiable
@@ -24,6 +25,10 @@ class ByteRange:
         return f"bytes {self.start}-{self.end - 1}/{size}"
 
 
+# first-last, first- or -suffix, in ASCII digits.
+_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
     return RangeNotSatisfiable(f"The content is {size} bytes long.", headers={"content-range": f"bytes */{size}"})
 
@@ -35,9 +40,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     unit, _, spec = header.strip().partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+    match = _SPEC.fullmatch(spec.strip())
+    if match is None or not (match[1] or match[2]):
         return None
+    first, last = match[1], match[2]
     if not first:  # suffix: the last N bytes
         suffix = int(last)
         if suffix == 0 or size == 0:

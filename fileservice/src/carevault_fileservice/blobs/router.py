@@ -23,7 +23,7 @@ def _declared_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ProblemError("Invalid Content-Length.", code="invalid-content-length")
     return int(value)
 

@@ -114,7 +114,7 @@ class Answer:
         assert upstream is not None
         headers = dict(self.headers)
         length = upstream.headers.get("content-length")
-        if length is not None and length.isdigit():
+        if length is not None and length.isascii() and length.isdigit():
             # The bytes are relayed unchanged (no decompression): the length still holds,
             # and keeps a short transfer detectable by the client.
             headers["content-length"] = length
@@ -142,7 +142,7 @@ async def ask(
     be read whole must arrive within it, a streamed one may not pause longer; else 408."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise ProblemError("Invalid Content-Length.", code="invalid-content-length")
         if int(declared) > max_body_bytes:
             raise PayloadTooLarge("The request body exceeds the size limit.")
@@ -168,7 +168,7 @@ async def ask(
     response_headers = _response_headers(upstream.headers)
     internal = _internal_headers(upstream.headers)
     length = upstream.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT:
+    if length is not None and length.isascii() and length.isdigit() and int(length) <= BUFFER_LIMIT:
         try:
             content = await upstream.read()
         finally:

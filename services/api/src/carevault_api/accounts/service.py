@@ -168,7 +168,7 @@ async def _check_totp(session: AsyncSession, user: User, code: str, secrets_: Se
         return "second-factor-missing"
     if user.totp_secret is None:
         return "totp-not-enrolled"
-    if len(code) == 6 and code.isdigit():
+    if len(code) == 6 and code.isascii() and code.isdigit():
         try:
             secret = secrets_.open(user.totp_secret, purpose=TOTP, owner=user.id)
         except DecryptionError:
@@ -273,7 +273,7 @@ def _factor_of(typed: Credentials) -> str:
     if typed.webauthn:
         return "webauthn"
     code = typed.code.strip()
-    return "totp" if len(code) == 6 and code.isdigit() else "recovery-code" if code else "none"
+    return "totp" if len(code) == 6 and code.isascii() and code.isdigit() else "recovery-code" if code else "none"
 
 
 async def _second_factor(

@@ -101,11 +101,11 @@ def parse_query(params: Sequence[tuple[str, str]]) -> AuditQuery:
                 raise InvalidAuditQuery("outcome is one of 0, 4, 8.")
             query.outcome_range = OUTCOME_RANGES[value]
         elif name == "_count":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_COUNT:
                 raise InvalidAuditQuery(f"_count is 1 to {MAX_COUNT}.")
             query.count = int(value)
         elif name == CURSOR:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise InvalidAuditQuery("The page cursor is not valid.")
             query.before_seq = int(value)
         else:

@@ -111,7 +111,7 @@ def classify(method: str, path: str, params: Mapping[str, str] | None = None) ->
     if len(segments) == 3 and segments[2] == "_history" and method == "GET":
         return make("fhir.history")
     if len(segments) == 4 and segments[2] == "_history" and method == "GET":
-        if segments[3].isdigit() and len(segments[3]) <= 9:
+        if segments[3].isascii() and segments[3].isdigit() and len(segments[3]) <= 9:
             details["version"] = int(segments[3])
         return make("fhir.vread")
     return make("fhir.request")

@@ -46,7 +46,7 @@ async def _upload(request: Request, security_context: str | None) -> Upload:
     Binary resource in FHIR JSON with base64 data."""
     content_type = request.headers.get("content-type") or "application/octet-stream"
     declared = request.headers.get("content-length")
-    length = int(declared) if declared is not None and declared.isdigit() else None
+    length = int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
     if content_type.split(";", 1)[0].strip().lower() in FHIR_JSON:
         if length is not None and length > MAX_JSON_BINARY_BODY:
             raise PayloadTooLarge("A Binary sent as FHIR JSON is limited to 32 MiB; send larger files raw.")

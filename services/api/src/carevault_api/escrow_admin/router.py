@@ -42,5 +42,5 @@ async def export(
 @router.post("/uploads")
 async def upload(request: Request, principal: PrincipalDep, service: Service) -> Any:
     length = request.headers.get("content-length")
-    declared = int(length) if length is not None and length.isdigit() else None
+    declared = int(length) if length is not None and length.isascii() and length.isdigit() else None
     return await service.upload(request, principal, request.stream(), declared)

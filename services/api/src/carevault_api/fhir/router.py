@@ -48,7 +48,7 @@ async def fhir_bundle(request: Request, principal: PrincipalDep) -> Response:
         access = await authorize_bundle(request, principal)
         headers = records_headers(forwarded_headers(request, RECORDS_HEADERS), principal, request, access)
         declared = request.headers.get("content-length")
-        if declared is None or (declared.isdigit() and int(declared) <= MAX_FHIR_BODY):
+        if declared is None or (declared.isascii() and declared.isdigit() and int(declared) <= MAX_FHIR_BODY):
             body = await request.body()
             if len(body) > MAX_FHIR_BODY:
                 raise PayloadTooLarge("The request body exceeds the size limit.")

@@ -74,7 +74,12 @@ def read_content(resource: dict[str, Any]) -> BinaryContent | None:
         if isinstance(part, dict):
             values[str(part.get("url"))] = part.get("valueString", part.get("valueBase64Binary"))
     blob_id, size, key = values.get("blob"), values.get("size"), values.get("key")
-    if not isinstance(blob_id, str) or not _BLOB_ID.fullmatch(blob_id) or not isinstance(size, str) or not size.isdigit():
+    if (
+        not isinstance(blob_id, str)
+        or not _BLOB_ID.fullmatch(blob_id)
+        or not isinstance(size, str)
+        or not (size.isascii() and size.isdigit())
+    ):
         return None
     if not isinstance(key, str):
         return None

@@ -26,13 +26,14 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from carevault_common.app import json_response
-from carevault_common.errors import NotFound, ProblemError
+from carevault_common.errors import ProblemError
 from carevault_common.mtls import require_callers
 from carevault_records.binaries import pending
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep, SessionDep
 from carevault_records.fhir.compartment import patient_reference_id
 from carevault_records.idempotency import service as idempotency
 from carevault_records.resources.router import written_response
+from carevault_records.resources.service import parse_version_id
 
 router = APIRouter(prefix="/files", dependencies=[Depends(require_callers("api"))])
 
@@ -56,9 +57,7 @@ async def open_current(binary_id: str, request: Request, keyrings: KeyringsDep) 
 
 @router.get("/Binary/{binary_id}/_history/{version_id}")
 async def open_version(binary_id: str, version_id: str, request: Request, keyrings: KeyringsDep) -> Response:
-    if not version_id.isdigit():
-        raise NotFound("Version ids are numbers.")
-    return json_response(await request.app.state.binaries.open(keyrings, binary_id, int(version_id)))
+    return json_response(await request.app.state.binaries.open(keyrings, binary_id, parse_version_id(version_id)))
 
 
 @router.post("/pending/abandon")

@@ -9,6 +9,7 @@ from carevault_common.errors import FHIR_MEDIA_TYPE
 from carevault_common.mtls import require_callers
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
 from carevault_records.export.service import everything, open_export, parse_export_query
+from carevault_records.fhir.search import lenient_handling
 
 RESOURCE_TYPES_HEADER = "x-carevault-resource-types"
 
@@ -19,8 +20,7 @@ router = APIRouter(prefix="/fhir", dependencies=[Depends(require_callers("api"))
 async def patient_everything(
     patient_id: str, request: Request, caller: CallerDep, keyrings: KeyringsDep, resources: ResourcesDep
 ) -> StreamingResponse:
-    prefer = request.headers.get("prefer")
-    query = parse_export_query(list(request.query_params.multi_items()), lenient=prefer is not None and "handling=lenient" in prefer)
+    query = parse_export_query(list(request.query_params.multi_items()), lenient=lenient_handling(request.headers.get("prefer")))
     keyring = await open_export(resources, keyrings, patient_id)
     # api's authorization: a caller under a consent limited to some types gets those only.
     limited = request.headers.get(RESOURCE_TYPES_HEADER)

@@ -278,6 +278,11 @@ _LAST_UPDATED = re.compile(
 )
 
 
+def lenient_handling(prefer: str | None) -> bool:
+    """Whether the client sent ``Prefer: handling=lenient`` (ignore unsupported parameters)."""
+    return prefer is not None and "handling=lenient" in prefer
+
+
 def parse_search_query(
     resource_type: str,
     query_params: Sequence[tuple[str, str]],
@@ -471,7 +476,7 @@ def _parse_patient_ref(name: str, modifier: str, value: str, where: str) -> str:
 
 
 def _parse_count(value: str, where: str) -> int:
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise _search_error("value", f"_count must be a whole number (0 for the total only; at most {MAX_COUNT} are returned)", where)
     return min(int(value), MAX_COUNT)
 
@@ -517,11 +522,11 @@ def parse_instant_start(value: str, where: str) -> datetime:
     """The first instant a date or dateTime of any precision covers (``_since``)."""
     match = _LAST_UPDATED.fullmatch(value)
     if match is None or match.group(1) is not None:
-        raise _search_error("value", "takes YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
+        raise _search_error("value", "must be a date or an instant: YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
     try:
         return _instant_bounds(*match.groups()[1:])[0]
     except ValueError:
-        raise _search_error("value", "is not a valid date", where) from None
+        raise _search_error("value", "is not a valid date or instant", where) from None
 
 
 def _instant_bounds(
@@ -591,6 +596,7 @@ __all__ = [
     "date_terms",
     "escape",
     "extract_index_terms",
+    "lenient_handling",
     "matches",
     "parse_instant_start",
     "parse_search_query",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from carevault_records.keys.repository import KEY_MATERIAL_COLUMNS, PATIENTS, KeyMaterial, key_material
@@ -154,14 +154,33 @@ async def get_current_versions(session: AsyncSession, tenant: str, keys: Sequenc
     return [rows[key] for key in keys if key in rows]
 
 
-async def history(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, limit: int) -> list[VersionRow]:
-    rows = await session.execute(
-        select(ResourceVersion)
-        .where(ResourceVersion.tenant == tenant, ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
-        .order_by(ResourceVersion.version_id.desc())
-        .limit(limit)
-    )
+def _versions_of(tenant: str, resource_type: str, resource_id: str, since: datetime | None) -> list[ColumnElement[bool]]:
+    where = [ResourceVersion.tenant == tenant, ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id]
+    if since is not None:
+        where.append(ResourceVersion.last_updated >= since)
+    return where
+
+
+async def history(
+    session: AsyncSession,
+    tenant: str,
+    resource_type: str,
+    resource_id: str,
+    limit: int,
+    since: datetime | None = None,
+    before: int | None = None,
+) -> list[VersionRow]:
+    """Versions newest first: updated at or after ``since``, older than version ``before``."""
+    where = _versions_of(tenant, resource_type, resource_id, since)
+    if before is not None:
+        where.append(ResourceVersion.version_id < before)
+    rows = await session.execute(select(ResourceVersion).where(*where).order_by(ResourceVersion.version_id.desc()).limit(limit))
     return [_version(row) for row in rows.scalars()]
+
+
+async def count_versions(session: AsyncSession, tenant: str, resource_type: str, resource_id: str, since: datetime | None = None) -> int:
+    query = select(func.count()).select_from(ResourceVersion).where(*_versions_of(tenant, resource_type, resource_id, since))
+    return int((await session.execute(query)).scalar_one())
 
 
 async def insert_versions(session: AsyncSession, tenant: str, versions: Sequence[VersionRow]) -> None:

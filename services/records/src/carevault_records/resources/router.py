@@ -13,8 +13,9 @@ from carevault_common.mtls import require_callers
 from carevault_records.deps import CallerDep, KeyringsDep, ResourcesDep
 from carevault_records.fhir.compartment import served_by_api
 from carevault_records.fhir.outcome import FhirError, operation_outcome
+from carevault_records.fhir.search import lenient_handling
 from carevault_records.idempotency import service as idempotency
-from carevault_records.resources.service import Written
+from carevault_records.resources.service import Written, parse_history_query, parse_version_id
 
 
 async def not_served_by_api(request: Request) -> None:
@@ -94,8 +95,8 @@ async def search(
     resources: ResourcesDep,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
-    lenient = prefer is not None and "handling=lenient" in prefer
-    bundle = await resources.search(keyrings, resource_type, list(request.query_params.multi_items()), caller.base_url, lenient=lenient)
+    params = list(request.query_params.multi_items())
+    bundle = await resources.search(keyrings, resource_type, params, caller.base_url, lenient=lenient_handling(prefer))
     return fhir_response(bundle)
 
 
@@ -124,12 +125,20 @@ async def delete(resource_type: str, resource_id: str, keyrings: KeyringsDep, re
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
-async def history(resource_type: str, resource_id: str, caller: CallerDep, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
-    return fhir_response(await resources.history(keyrings, resource_type, resource_id, caller.base_url))
+async def history(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    caller: CallerDep,
+    keyrings: KeyringsDep,
+    resources: ResourcesDep,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    params = list(request.query_params.multi_items())
+    query = parse_history_query(params, lenient=lenient_handling(prefer))
+    return fhir_response(await resources.history(keyrings, resource_type, resource_id, caller.base_url, params, query))
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
 async def vread(resource_type: str, resource_id: str, version_id: str, keyrings: KeyringsDep, resources: ResourcesDep) -> Response:
-    if not version_id.isdigit():
-        raise ProblemError("Version ids are numbers.", status=404, code="not-found", title="Not found")
-    return written_response(await resources.vread(keyrings, resource_type, resource_id, int(version_id)), 200)
+    return written_response(await resources.vread(keyrings, resource_type, resource_id, parse_version_id(version_id)), 200)

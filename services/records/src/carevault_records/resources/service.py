@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,7 +25,8 @@ from carevault_records.binaries.pending import close_upload
 from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
-from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_search_query
+from carevault_records.fhir.outcome import IssueCode, operation_outcome
+from carevault_records.fhir.search import CURSOR_PARAM, FhirSearchError, SearchQuery, parse_instant_start, parse_search_query
 from carevault_records.fhir.validation import validate_resource
 from carevault_records.keys.repository import KeyMaterial
 from carevault_records.keys.service import PatientKeys, RequestKeyrings
@@ -56,11 +58,63 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# Version ids are stored as 32-bit integers.
+MAX_VERSION_ID = 2**31 - 1
+
+
+def parse_version_id(text: str) -> int:
+    """A version id from a URL (``_history/{vid}``); 404 for one that cannot exist."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 1 <= int(text) <= MAX_VERSION_ID:
+        raise NotFound(f"Version ids are whole numbers from 1 to {MAX_VERSION_ID}.")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """``_history`` parameters: a page of at most ``count`` versions, newest first,
+    last updated at or after ``since``, older than ``before`` (the page cursor)."""
+
+    count: int = HISTORY_LIMIT
+    since: datetime | None = None
+    before: int | None = None
+    ignored: tuple[str, ...] = ()
+
+
+def parse_history_query(params: Sequence[tuple[str, str]], *, lenient: bool = False) -> HistoryQuery:
+    """400 for a bad value or, unless ``lenient``, an unsupported parameter (``_at``, ``_list``...)."""
+    query = HistoryQuery()
+    ignored: list[str] = []
+    for name, value in params:
+        where = f"_history?{name}"
+        if name == "_count":
+            if not (value.isascii() and value.isdigit()) or len(value) > 9:
+                raise _history_error("value", f"_count must be a whole number (at most {HISTORY_LIMIT} are returned)", where)
+            query = replace(query, count=min(int(value), HISTORY_LIMIT))
+        elif name == "_since":
+            query = replace(query, since=parse_instant_start(value, where))
+        elif name == CURSOR_PARAM:
+            try:
+                query = replace(query, before=parse_version_id(value))
+            except NotFound:
+                raise _history_error("value", "Invalid page cursor", where) from None
+        elif name in ("_format", "_pretty"):
+            continue  # api checked the format
+        elif lenient:
+            ignored.append(name)
+        else:
+            raise _history_error("not-supported", "Only _count and _since are supported (Prefer: handling=lenient ignores the rest)", where)
+    return replace(query, ignored=tuple(ignored))
+
+
+def _history_error(code: IssueCode, diagnostics: str, where: str) -> FhirSearchError:
+    return FhirSearchError(operation_outcome("error", code, f"{diagnostics} ({where})"))
+
+
 def parse_etag(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ProblemError('If-Match must be a version ETag such as W/"3".', code="invalid-if-match")
     return int(text)
 
@@ -194,12 +248,34 @@ class ResourceService:
             raise ResourceGone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion.")
         return Written(codec.decode_version(keyrings.tenant, stored, keyring), stored.version_id, stored.last_updated)
 
-    async def history(self, keyrings: RequestKeyrings, resource_type: str, resource_id: str, base: str) -> dict[str, Any]:
+    async def history(
+        self,
+        keyrings: RequestKeyrings,
+        resource_type: str,
+        resource_id: str,
+        base: str,
+        params: Sequence[tuple[str, str]],
+        query: HistoryQuery,
+    ) -> dict[str, Any]:
+        session, tenant = keyrings.session, keyrings.tenant
         head = await self._head(keyrings, resource_type, resource_id)
         keyring = await self.keyring_for(keyrings, resource_type, head.patient_id)
-        versions = await repository.history(keyrings.session, keyrings.tenant, resource_type, resource_id, HISTORY_LIMIT)
-        entries = [_history_entry(keyrings.tenant, v, keyring, base) for v in versions]
-        return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+        total = await repository.count_versions(session, tenant, resource_type, resource_id, query.since)
+        versions = await repository.history(session, tenant, resource_type, resource_id, query.count + 1, query.since, query.before)
+        page, more = versions[: query.count], len(versions) > query.count
+        entries = [_history_entry(tenant, v, keyring, base) for v in page]
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total, "entry": entries}
+        url = f"{base}/{resource_type}/{resource_id}/_history"
+        self_params = [(k, v) for k, v in params if k != CURSOR_PARAM]
+        links = [{"relation": "self", "url": f"{url}?{urlencode(self_params)}" if self_params else url}]
+        if more:
+            links.append({"relation": "next", "url": f"{url}?{urlencode([*self_params, (CURSOR_PARAM, str(page[-1].version_id))])}"})
+        bundle["link"] = links
+        if query.ignored:
+            bundle["meta"] = {
+                "tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(query.ignored)}]
+            }
+        return bundle
 
     async def search(
         self, keyrings: RequestKeyrings, resource_type: str, params: list[tuple[str, str]], base: str, *, lenient: bool

@@ -33,7 +33,7 @@ from carevault_records.fhir.outcome import FhirError, outcome_for_status
 from carevault_records.fhir.search import SearchQuery
 from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources import repository
-from carevault_records.resources.service import DIRECTORY_PATIENT, ResourceService, Written
+from carevault_records.resources.service import DIRECTORY_PATIENT, ResourceService, Written, parse_version_id
 from carevault_records.transactions.repository import lock_searches
 
 
@@ -161,9 +161,7 @@ class BundleService:
         if entry.interaction == "vread":
             assert rid is not None
             assert entry.version_id is not None
-            if not entry.version_id.isdigit():
-                raise ProblemError("Version ids are numbers.", status=404, code="not-found")
-            written = await self.resources.vread(keyrings, rtype, rid, int(entry.version_id))
+            written = await self.resources.vread(keyrings, rtype, rid, parse_version_id(entry.version_id))
             return EntryResult(200, rtype, rid, str(written.version_id), resource=written.resource)
         bundle = await self.resources.search(keyrings, rtype, list(entry.search_params), base_url, lenient=False)
         return EntryResult(200, resource=bundle)

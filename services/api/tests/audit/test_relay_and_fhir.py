@@ -111,7 +111,18 @@ def test_search_parameters() -> None:
     )
     assert (query.patient_id, query.events, query.count) == (OBS, ["fhir.read", "fhir.export"], 10)
     assert [op for op, _ in query.recorded_bounds] == ["ge", "lt"]
-    for bad in ([("name", "x")], [("subtype", "fhir.peek")], [("_count", "9999")], [("patient", "Dupont")], [("date", "yesterday")]):
+    for bad in (
+        [("name", "x")],
+        [("subtype", "fhir.peek")],
+        [("_count", "9999")],
+        [("_count", "\u00b2")],
+        [("_cursor", "9" * 30)],
+        [("patient", "Dupont")],
+        [("date", "yesterday")],
+        [("date", "2026-02-30")],
+        [("date", "9999-12-31")],
+        [("date", "gt9999-12-31T23:59:59.999999Z")],
+    ):
         with pytest.raises(InvalidAuditQuery):
             parse_query(bad)
 

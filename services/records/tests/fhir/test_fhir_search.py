@@ -267,6 +267,11 @@ def test_query_and_index_agree_on_escapes() -> None:
         ((("_lastUpdated", "sa2019"),), 400, "not-supported", "prefix sa"),
         ((("_lastUpdated", "2019-02-30"),), 400, "value", "not a valid date"),
         ((("_lastUpdated", "2019-05-01T10:00"),), 400, "value", "_lastUpdated takes"),
+        # Past the calendar's ends, once a 500 (OverflowError is no ValueError).
+        ((("_lastUpdated", "9999-12-31"),), 400, "value", "not a valid date"),
+        ((("_lastUpdated", "le9999-12-31T23:59:59Z"),), 400, "value", "not a valid date"),
+        ((("_lastUpdated", "0001-01-01T00:00:00+14:00"),), 400, "value", "not a valid date"),
+        ((("_count", "\u00b2"),), 400, "value", "_count"),
     ],
 )
 def test_query_errors(pairs: tuple[tuple[str, str], ...], status: int, code: str, text: str) -> None:

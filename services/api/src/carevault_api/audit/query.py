@@ -56,10 +56,13 @@ def _date_bounds(value: str) -> list[tuple[str, datetime]]:
         raise InvalidAuditQuery("date must be a FHIR date or dateTime with an optional prefix (ge, gt, le, lt, eq).")
     prefix, text = match.group(1) or "eq", match.group(2)
     day_only = len(text) == 10
-    start = datetime.fromisoformat(text + "T00:00:00+00:00" if day_only else text.replace("Z", "+00:00"))
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    end = start + (timedelta(days=1) if day_only else timedelta(microseconds=1))
+    try:
+        start = datetime.fromisoformat(text + "T00:00:00+00:00" if day_only else text.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        end = start + (timedelta(days=1) if day_only else timedelta(microseconds=1))
+    except (ValueError, OverflowError):  # no such date, or past the calendar's ends
+        raise InvalidAuditQuery("date is not a valid date or dateTime (years 1 to 9999).") from None
     return {
         "eq": [("ge", start), ("lt", end)],
         "ge": [("ge", start)],

@@ -505,7 +505,7 @@ def _parse_last_updated(value: str, where: str) -> InstantRange:
         raise _search_error("not-supported", f"_lastUpdated prefix {prefix} is not supported", where)
     try:
         start, end = _instant_bounds(year, month, day, hour, minute, second, fraction, zone)
-    except ValueError:
+    except (ValueError, OverflowError):  # no such date, or past the calendar's ends (years 1 to 9999, in UTC)
         raise _search_error("value", "_lastUpdated is not a valid date", where) from None
     if prefix == "eq":
         return InstantRange(start, end)
@@ -525,7 +525,7 @@ def parse_instant_start(value: str, where: str) -> datetime:
         raise _search_error("value", "must be a date or an instant: YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
     try:
         return _instant_bounds(*match.groups()[1:])[0]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _search_error("value", "is not a valid date or instant", where) from None
 
 

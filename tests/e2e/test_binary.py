@@ -594,8 +594,8 @@ async def test_an_upload_that_stalls_is_given_up_and_leaves_nothing(
 
 
 async def test_a_small_body_that_stalls_is_given_up(mesh: RunningMesh, patient: tuple[str, str]) -> None:
-    """A body small enough to be read whole (here a FHIR resource) must arrive whole
-    within the idle time; a client sending a part of it then nothing gets a 408."""
+    """A body small enough to be read whole (here a FHIR resource) may not pause
+    longer than a streamed one: a client sending a part of it then nothing gets a 408."""
     _, patient_id = patient
     resource = json.dumps({"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{patient_id}"}}).encode()
     head = (

@@ -86,13 +86,15 @@ async def test_a_body_over_its_limit_is_refused_with_413() -> None:
     assert isinstance(body.error, PayloadTooLarge)
 
 
-def _request(*messages: Message, then_wait: bool = False) -> Request:
-    """A request as the server hands it to the app (ASGI), its body in ``messages``;
-    after them the client sends nothing more (``then_wait``) or is gone."""
+def _request(*messages: Message, pause: float = 0.0, then_wait: bool = False) -> Request:
+    """A request as the server hands it to the app (ASGI): its body in ``messages``,
+    ``pause`` seconds apart; after them the client sends nothing more (``then_wait``)
+    or is gone."""
     queue = list(messages)
 
     async def receive() -> Message:
         if queue:
+            await asyncio.sleep(pause)
             return queue.pop(0)
         if then_wait:
             await asyncio.sleep(3600)
@@ -101,23 +103,34 @@ def _request(*messages: Message, then_wait: bool = False) -> Request:
     return Request({"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}, receive)
 
 
-async def test_a_small_body_is_read_whole() -> None:
-    request = _request(
-        {"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.request", "body": b"c", "more_body": False}
-    )
-    assert await _read_whole(request, 1.0) == b"abc"
+def _pieces_of(body: bytes, size: int) -> list[Message]:
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    return [{"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1} for i, piece in enumerate(pieces)]
 
 
-async def test_a_small_body_the_client_gives_up_on_is_499_not_an_error() -> None:
+@pytest.mark.parametrize("idle_seconds", [None, 1.0])
+async def test_a_small_body_is_read_whole(idle_seconds: float | None) -> None:
+    request = _request(*_pieces_of(b"abc", 2))
+    assert await _read_whole(request, 1024, idle_seconds) == b"abc"
+
+
+async def test_a_slow_small_body_is_read_whole_if_it_never_pauses_for_long() -> None:
+    """Ten pieces 0.1 s apart take longer than the idle bound: slow, not stalled."""
+    request = _request(*_pieces_of(b"x" * 100, 10), pause=0.1)
+    assert await _read_whole(request, 1024, 0.3) == b"x" * 100
+
+
+@pytest.mark.parametrize("idle_seconds", [None, 1.0])
+async def test_a_small_body_the_client_gives_up_on_is_499_not_an_error(idle_seconds: float | None) -> None:
     request = _request({"type": "http.request", "body": b"ab", "more_body": True})
     with pytest.raises(ClientClosedRequest):
-        await _read_whole(request, 1.0)
+        await _read_whole(request, 1024, idle_seconds)
 
 
 async def test_a_small_body_that_stops_arriving_is_408() -> None:
     request = _request({"type": "http.request", "body": b"ab", "more_body": True}, then_wait=True)
     with pytest.raises(RequestTimeout):
-        await _read_whole(request, 0.2)
+        await _read_whole(request, 1024, 0.2)
 
 
 @pytest.fixture

@@ -264,18 +264,9 @@ class ResourceService:
         versions = await repository.history(session, tenant, resource_type, resource_id, query.count + 1, query.since, query.before)
         page, more = versions[: query.count], len(versions) > query.count
         entries = [_history_entry(tenant, v, keyring, base) for v in page]
-        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total, "entry": entries}
         url = f"{base}/{resource_type}/{resource_id}/_history"
-        self_params = [(k, v) for k, v in params if k != CURSOR_PARAM]
-        links = [{"relation": "self", "url": f"{url}?{urlencode(self_params)}" if self_params else url}]
-        if more:
-            links.append({"relation": "next", "url": f"{url}?{urlencode([*self_params, (CURSOR_PARAM, str(page[-1].version_id))])}"})
-        bundle["link"] = links
-        if query.ignored:
-            bundle["meta"] = {
-                "tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(query.ignored)}]
-            }
-        return bundle
+        cursor = str(page[-1].version_id) if more else None
+        return _paged_bundle("history", entries, url, params, cursor, query.ignored, total)
 
     async def search(
         self, keyrings: RequestKeyrings, resource_type: str, params: list[tuple[str, str]], base: str, *, lenient: bool
@@ -317,18 +308,33 @@ class ResourceService:
         else:
             stored = await repository.get_current_versions(session, tenant, [(h.resource_type, h.id) for h in page])
             entries = [_search_entry(codec.decode_version(tenant, s, keyring), base) for s in stored]
-        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
-        self_params = [(k, v) for k, v in params if k != CURSOR_PARAM]
-        links = [{"relation": "self", "url": f"{base}/{resource_type}?{urlencode(self_params)}"}]
-        if more:
-            cursor = _encode_cursor(page[-1])
-            links.append({"relation": "next", "url": f"{base}/{resource_type}?{urlencode([*self_params, (CURSOR_PARAM, cursor)])}"})
-        bundle["link"] = links
-        if query.ignored:
-            bundle["meta"] = {
-                "tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(query.ignored)}]
-            }
-        return bundle
+        cursor = _encode_cursor(page[-1]) if more else None
+        return _paged_bundle("searchset", entries, f"{base}/{resource_type}", params, cursor, query.ignored)
+
+
+def _paged_bundle(
+    bundle_type: str,
+    entries: list[dict[str, Any]],
+    url: str,
+    params: Sequence[tuple[str, str]],
+    cursor: str | None,
+    ignored: tuple[str, ...],
+    total: int | None = None,
+) -> dict[str, Any]:
+    """A page of a searchset or history: its self link, a next link when there is a
+    next page (``cursor``), and the parameters lenient handling ignored, as a tag."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": bundle_type}
+    if total is not None:
+        bundle["total"] = total
+    bundle["entry"] = entries
+    self_params = [(k, v) for k, v in params if k != CURSOR_PARAM]
+    links = [{"relation": "self", "url": f"{url}?{urlencode(self_params)}" if self_params else url}]
+    if cursor is not None:
+        links.append({"relation": "next", "url": f"{url}?{urlencode([*self_params, (CURSOR_PARAM, cursor)])}"})
+    bundle["link"] = links
+    if ignored:
+        bundle["meta"] = {"tag": [{"system": "https://carevault.dev/search", "code": "ignored-params", "display": ",".join(ignored)}]}
+    return bundle
 
 
 def _bounds(query: SearchQuery) -> list[tuple[str, datetime]]:

@@ -295,6 +295,26 @@ async def test_security_context_and_keys_are_checked(fhir: httpx.AsyncClient, pa
 # -- attachments and bundles -----------------------------------------------------------------------
 
 
+async def test_a_malformed_content_type_is_refused_and_nothing_is_stored(
+    fhir: httpx.AsyncClient, patient: tuple[str, str], mesh: RunningMesh
+) -> None:
+    """A Binary's type is sent back as the Content-Type of its downloads: it must be a
+    media type, raw or in FHIR JSON."""
+    key, patient_id = patient
+    before = await blob_rows(mesh)
+    headers = {"x-patient-key": key, "x-security-context": f"Patient/{patient_id}"}
+    for content_type in ("not a type", "text/" + "x" * 300, "text/plain; charset"):
+        raw = await fhir.post("/Binary", content=b"data", headers=headers | {"content-type": content_type})
+        assert raw.status_code == 400, (content_type, raw.text)
+        assert raw.json()["issue"][0]["details"]["coding"][0]["code"] == "invalid-content-type"
+        resource = {"resourceType": "Binary", "contentType": content_type, "data": "ZGF0YQ=="}
+        as_json = await fhir.post("/Binary", content=json.dumps(resource), headers=headers | {"content-type": "application/fhir+json"})
+        assert as_json.status_code == 400, (content_type, as_json.text)
+    assert await blob_rows(mesh) == before
+    binary_id = await upload(fhir, key, patient_id, b"data", "text/plain; charset=utf-8")
+    assert (await download(fhir, key, binary_id)).headers["content-type"] == "text/plain; charset=utf-8"
+
+
 async def test_attachments_pointing_at_binary_resolve(fhir: httpx.AsyncClient, patient: tuple[str, str]) -> None:
     key, patient_id = patient
     report = content_with_canary(20_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from carevault_api.fhir.negotiation import Representation, accepts_fhir_json, choose
+from carevault_api.fhir.negotiation import Representation, accepts_fhir_json, choose, is_media_type
 
 RAW, RESOURCE = Representation.RAW, Representation.RESOURCE
 
@@ -68,3 +68,39 @@ def test_format_parameter() -> None:
 )
 def test_fhir_json_is_acceptable_unless_the_client_excludes_it(accept: str | None, format_param: str | None, acceptable: bool) -> None:
     assert accepts_fhir_json(accept, format_param) is acceptable
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "text/plain",
+        "application/pdf",
+        "image/svg+xml",
+        "application/vnd.ms-excel",
+        "text/plain; charset=utf-8",
+        'text/plain;charset="utf-8"',
+        'text/plain; a="b\\"c"',
+        "multipart/form-data; boundary=----x",
+    ],
+)
+def test_well_formed_media_types(value: str) -> None:
+    assert is_media_type(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not a type",
+        "text/",
+        "/plain",
+        "text",
+        "text/plain; charset",
+        "text/pl ain",
+        "x" * 250 + "/plain",
+        "text/plain\x00",
+        'a/b;c="\x01"',
+        'text/plain; a="é"',
+    ],
+)
+def test_malformed_media_types(value: str) -> None:
+    assert not is_media_type(value)

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from carevault_api.audit.relay import audited
 from carevault_api.auth.principal import Principal
 from carevault_api.authorization.fhir import Access, FhirAuthorizer, touch_of
-from carevault_api.binaries.service import BinaryService, Upload, parse_json_binary, patient_reference
+from carevault_api.binaries.service import BinaryService, Upload, parse_json_binary, patient_reference, require_media_type
 from carevault_api.deps import PrincipalDep
 from carevault_api.fhir.service import RECORDS_HEADERS, records_headers
 from carevault_common.errors import PayloadTooLarge, ProblemError
@@ -54,6 +54,7 @@ async def _upload(request: Request, security_context: str | None) -> Upload:
         if len(body) > MAX_JSON_BINARY_BODY:
             raise PayloadTooLarge("A Binary sent as FHIR JSON is limited to 32 MiB; send larger files raw.")
         return parse_json_binary(body, security_context)
+    require_media_type(content_type, "Content-Type")
     return Upload(content_type, patient_reference(security_context), request.stream(), length, {})
 
 

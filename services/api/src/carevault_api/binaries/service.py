@@ -48,7 +48,7 @@ from starlette.responses import Response, StreamingResponse
 
 from carevault_api.clients.fileservice import FileserviceClient
 from carevault_api.clients.records import RecordsClient
-from carevault_api.fhir.negotiation import Representation, choose
+from carevault_api.fhir.negotiation import Representation, choose, is_media_type
 from carevault_common.clients import ForwardedBody, ServiceResponse
 from carevault_common.errors import FHIR_MEDIA_TYPE, PayloadTooLarge, ProblemError, ServiceUnavailable, problem_from_peer
 from carevault_common.proxy import RelayedBody
@@ -137,6 +137,14 @@ def binary_resource(upload: Upload, extension: dict[str, Any], size: int, binary
     return resource
 
 
+def require_media_type(value: str, where: str) -> None:
+    if not is_media_type(value):
+        raise ProblemError(
+            f"{where} must be a media type such as application/pdf or text/plain; charset=utf-8 (ASCII, at most 255 characters).",
+            code="invalid-content-type",
+        )
+
+
 def parse_json_binary(body: bytes, header_patient: str | None) -> Upload:
     """A Binary resource sent as FHIR JSON."""
     try:
@@ -153,6 +161,7 @@ def upload_from_resource(resource: Any, header_patient: str | None) -> Upload:
     content_type = resource.get("contentType")
     if not isinstance(content_type, str) or not content_type:
         raise ProblemError("Binary.contentType is required.", code="invalid-binary")
+    require_media_type(content_type, "Binary.contentType")
     context = resource.get("securityContext")
     reference = context.get("reference") if isinstance(context, dict) else None
     if header_patient is not None and reference is not None and header_patient.strip() != reference:

@@ -21,6 +21,7 @@ Binary resource (JSON with base64 ``data``).
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 FHIR_JSON_TYPES = frozenset({"application/fhir+json", "application/json+fhir"})
@@ -49,6 +50,19 @@ def _media_ranges(accept: str) -> list[tuple[str, float]]:
                     quality = 0.0
         ranges.append((media.lower(), quality))
     return ranges
+
+
+# RFC 9110 §8.3.1: type "/" subtype *( OWS ";" OWS [ name "=" ( token / quoted-string ) ] )
+_TCHARS = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+_MEDIA_TYPE = re.compile(rf"{_TCHARS}/{_TCHARS}(?:[ \t]*;[ \t]*(?:{_TCHARS}=(?:{_TCHARS}|{_QUOTED}))?)*")
+MAX_MEDIA_TYPE_LENGTH = 255
+
+
+def is_media_type(value: str) -> bool:
+    """Whether ``value`` is a well-formed media type, in ASCII (a Binary's: it is sent
+    back as the Content-Type header of its downloads)."""
+    return len(value) <= MAX_MEDIA_TYPE_LENGTH and value.isascii() and _MEDIA_TYPE.fullmatch(value) is not None
 
 
 def base_type(content_type: str) -> str:

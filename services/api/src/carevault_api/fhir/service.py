@@ -40,7 +40,7 @@ def records_headers(client_headers: dict[str, str], principal: Principal, reques
     return headers
 
 
-def require_fhir_json(request: Request) -> None:
+async def require_fhir_json(request: Request) -> None:
     """406 for a client that accepts no FHIR JSON (``Accept``, ``_format``): answering
     it anyway would hand it a format it said it cannot read."""
     if not accepts_fhir_json(request.headers.get("accept"), request.query_params.get("_format")):

@@ -44,6 +44,10 @@ def test_a_valid_resource_returns_its_type_and_is_not_changed() -> None:
     assert resource == OBSERVATION
 
 
+def test_tab_cr_and_lf_are_allowed_in_strings() -> None:
+    assert validate_resource(_with(code={"text": "a\tb\r\nc"})) == "Observation"
+
+
 @pytest.mark.parametrize(
     ("resource", "status", "code", "expression", "text"),
     [
@@ -63,6 +67,8 @@ def test_a_valid_resource_returns_its_type_and_is_not_changed() -> None:
         (_with(category=[]), 400, "structure", "Observation.category", "array must not be empty"),
         (_with(code={}), 400, "structure", "Observation.code", "object must not be empty"),
         (_with(issued=None), 400, "structure", "Observation.issued", "null"),
+        (_with(code={"text": "a\u0000b"}), 400, "invalid", "Observation.code.text", "control characters"),
+        (_with(subject={"reference": "Patient/p1\u001b"}), 400, "invalid", "Observation.subject.reference", "control characters"),
         (_with(status__ext={"id": "x"}), 400, "structure", "Observation.status__ext", "Unknown element"),
         (_with(fhir_comments="x"), 400, "structure", "Observation.fhir_comments", "Unknown element"),
         (_with(contained=[{"id": "x"}]), 400, "structure", "Observation.contained[0]", "resourceType"),

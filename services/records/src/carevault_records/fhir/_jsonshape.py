@@ -2,8 +2,8 @@
 
 The models validate in pydantic's lax mode and accept Python field names, so on
 their own they take ``"active": "true"``, ``"valueInteger": "3"``,
-``"class_fhir": {...}``, ``null`` values, empty objects and arrays, and
-contained resources inside contained resources. FHIR JSON
+``"class_fhir": {...}``, ``null`` values, empty objects and arrays, control
+characters in strings, and contained resources inside contained resources. FHIR JSON
 (http://hl7.org/fhir/R4/json.html) allows none of these. This module walks a
 resource once, guided by the model classes' field tables, and reports them.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 import types
 import typing
 import uuid
@@ -26,6 +27,9 @@ from .outcome import IssueCode
 _BOOL, _INT, _NUM, _STR, _OBJ, _RES, _ANY = range(7)
 _EXPECTED: Final = {_BOOL: "a JSON boolean", _INT: "a JSON integer", _NUM: "a JSON number", _STR: "a JSON string"}
 _STRING_TYPES: Final = (str, bytes, datetime.date, datetime.datetime, datetime.time, uuid.UUID)
+# FHIR strings "SHALL NOT contain Unicode character points below 32, except for u0009
+# (horizontal tab), u000D (carriage return) and u000A (line feed)" (R4 datatypes.html).
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,8 @@ def _value(
     )
     if not ok and len(found) < limit:
         found.append(("structure", f"Expected {_EXPECTED[kind]}", _at(path, step)))
+    elif ok and kind == _STR and _CONTROL.search(value) is not None and len(found) < limit:
+        found.append(("invalid", "Strings must not contain control characters other than tab, CR and LF", _at(path, step)))
 
 
 def _contained(

@@ -40,8 +40,7 @@ from carevault_common.db import session_scope
 from carevault_crypto import PatientKeyring
 from carevault_records.fhir.bundles import reference_sites
 from carevault_records.fhir.compartment import SUPPORTED_TYPES, is_directory
-from carevault_records.fhir.outcome import IssueCode, operation_outcome
-from carevault_records.fhir.search import FhirSearchError, parse_instant_start
+from carevault_records.fhir.search import parse_instant_start, query_error
 from carevault_records.keys.service import RequestKeyrings
 from carevault_records.resources import codec, repository
 from carevault_records.resources.service import ResourceService
@@ -82,23 +81,19 @@ def parse_export_query(params: Sequence[tuple[str, str]], *, lenient: bool = Fal
             named = {t.strip() for t in value.split(",") if t.strip()}
             unknown = sorted(named - SUPPORTED_TYPES)
             if not named or unknown:
-                raise _export_error("value", f"_type names no supported resource type: {', '.join(unknown) or 'none'}", where)
+                raise query_error("value", f"_type names no supported resource type: {', '.join(unknown) or 'none'}", where)
             types = named if types is None else types | named
         elif name == "_since":
             if since is not None:
-                raise _export_error("value", "_since may be given once", where)
+                raise query_error("value", "_since may be given once", where)
             since = parse_instant_start(value, where)
         elif name in _FORMAT_PARAMS:
             continue
         elif lenient:
             ignored.append(name)
         else:
-            raise _export_error("not-supported", "Only _type and _since are supported (Prefer: handling=lenient ignores the rest)", where)
+            raise query_error("not-supported", "Only _type and _since are supported (Prefer: handling=lenient ignores the rest)", where)
     return ExportQuery(frozenset(types) if types is not None else None, since, tuple(ignored))
-
-
-def _export_error(code: IssueCode, diagnostics: str, where: str) -> FhirSearchError:
-    return FhirSearchError(operation_outcome("error", code, f"{diagnostics} ({where})"))
 
 
 async def open_export(resources: ResourceService, keyrings: RequestKeyrings, patient_id: str) -> PatientKeyring:

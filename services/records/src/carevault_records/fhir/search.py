@@ -299,7 +299,7 @@ def parse_search_query(
     still errors.
     """
     if resource_type not in SUPPORTED_TYPES:
-        raise _search_error("not-supported", f"Resource type {resource_type} is not supported", None, 404)
+        raise query_error("not-supported", f"Resource type {resource_type} is not supported", None, 404)
     params = SEARCH_PARAMS.get(resource_type, {})
     scope_params = PATIENT_SCOPE_PARAMS.get(resource_type, frozenset())
     in_compartment = resource_type in PATIENT_COMPARTMENT
@@ -319,9 +319,9 @@ def parse_search_query(
         where = f"{resource_type}?{raw_name}"
         if name in _CONTROL:
             if modifier:
-                raise _search_error("not-supported", f"{name} takes no modifier", where)
+                raise query_error("not-supported", f"{name} takes no modifier", where)
             if name in seen_control:
-                raise _search_error("invalid", f"{name} may appear only once", where)
+                raise query_error("invalid", f"{name} may appear only once", where)
             seen_control.add(name)
             if name == "_count":
                 count = _parse_count(raw_value, where)
@@ -331,20 +331,20 @@ def parse_search_query(
                 cursor = _parse_cursor(raw_value, where)
             elif name == "_total":
                 if raw_value not in _TOTALS:
-                    raise _search_error("value", "_total is none, estimate or accurate", where)
+                    raise query_error("value", "_total is none, estimate or accurate", where)
                 total = _TOTALS[raw_value]
             elif name == "_summary":
                 if raw_value != "count":
-                    raise _search_error("not-supported", "Only _summary=count is supported", where)
+                    raise query_error("not-supported", "Only _summary=count is supported", where)
                 summary_count = True
             elif raw_value not in _JSON_FORMATS:
-                raise _search_error("not-supported", "Only the JSON format is supported", where, 406)
+                raise query_error("not-supported", "Only the JSON format is supported", where, 406)
             continue
         if name == "_id":
             _no_modifier(modifier, where)
             values = [p[0] if len(p) == 1 else "" for p in _parse_value(raw_value, where)]
             if not all(_ID.fullmatch(value) for value in values):
-                raise _search_error("value", "_id values must be FHIR ids", where)
+                raise query_error("value", "_id values must be FHIR ids", where)
             ids = tuple(dict.fromkeys(values)) if ids is None else tuple(v for v in ids if v in values)
             continue
         if name == "_lastUpdated":
@@ -367,18 +367,18 @@ def parse_search_query(
                     if known or name.startswith("_")
                     else f"Unknown search parameter {name} for {resource_type}"
                 )
-                raise _search_error("not-supported", text, where)
-            raise _search_error("not-supported", f"Modifier :{modifier} is not supported", where)
+                raise query_error("not-supported", text, where)
+            raise query_error("not-supported", f"Modifier :{modifier} is not supported", where)
         clauses.append(_clause(param, raw_value, where))
 
     if len(patient_ids) > 1:
-        raise _search_error("invalid", "A search covers one patient at a time", f"{resource_type}?patient")
+        raise query_error("invalid", "A search covers one patient at a time", f"{resource_type}?patient")
     patient_id = patient_ids.pop() if patient_ids else None
     if resource_type == "Patient" and ids is not None and len(ids) == 1:
         patient_id = ids[0]
     if in_compartment and clauses and patient_id is None:
         scope = "_id (one value)" if resource_type == "Patient" else " or ".join(sorted(scope_params))
-        raise _search_error(
+        raise query_error(
             "required",
             f"Searching {resource_type} content needs a patient: add {scope}. Without one, only _id and _lastUpdated can be searched",
             f"{resource_type}?{next(iter(sorted(scope_params)), '_id')}",
@@ -405,14 +405,14 @@ def _clause(param: SearchParam, raw_value: str, where: str) -> TermClause:
             continue
         match = _QUERY_DATE.fullmatch(parts[0]) if len(parts) == 1 else None
         if match is None:
-            raise _search_error(
+            raise query_error(
                 "value",
                 f"{param.name}: only exact dates are supported: YYYY, YYYY-MM or YYYY-MM-DD, with no prefix or eq",
                 where,
             )
         units = _date_units(match.group(2))
         if units is None or not _is_real_date(match.group(2)):
-            raise _search_error("value", f"{param.name}: not a valid date", where)
+            raise query_error("value", f"{param.name}: not a valid date", where)
         terms.append(IndexTerm(param.name, units[-1]))
     return TermClause(param.name, tuple(dict.fromkeys(terms)))
 
@@ -421,13 +421,13 @@ def _token_query_term(param: SearchParam, parts: list[str], where: str) -> Index
     if len(parts) == 1:
         return IndexTerm(param.name, escape(parts[0]))
     if len(parts) != 2:
-        raise _search_error("value", f"{param.name}: a token is [system|]code; escape a literal | as \\|", where)
+        raise query_error("value", f"{param.name}: a token is [system|]code; escape a literal | as \\|", where)
     system, code = parts
     if not code:
-        raise _search_error("not-supported", f"{param.name}: searching by system alone is not supported", where)
+        raise query_error("not-supported", f"{param.name}: searching by system alone is not supported", where)
     if param.is_code_only:
         if system:
-            raise _search_error("not-supported", f"{param.name} is a code with no system: search by the code alone", where)
+            raise query_error("not-supported", f"{param.name} is a code with no system: search by the code alone", where)
         return IndexTerm(param.name, escape(code))
     return token_terms(param.name, system or None, code)[0]
 
@@ -446,7 +446,7 @@ def _parse_value(raw: str, where: str) -> list[list[str]]:
         if char == "\\":
             following = next(chars, None)
             if following is None:
-                raise _search_error("value", "A search value ends with a lone \\", where)
+                raise query_error("value", "A search value ends with a lone \\", where)
             current.append(following)
         elif char == ",":
             parts.append("".join(current))
@@ -460,24 +460,24 @@ def _parse_value(raw: str, where: str) -> list[list[str]]:
     parts.append("".join(current))
     alternatives.append(parts)
     if any(parts == [""] for parts in alternatives):
-        raise _search_error("value", "Empty search value", where)
+        raise query_error("value", "Empty search value", where)
     return alternatives
 
 
 def _parse_patient_ref(name: str, modifier: str, value: str, where: str) -> str:
     if modifier not in ("", "Patient"):
-        raise _search_error("not-supported", f"{name} only accepts the :Patient type modifier", where)
+        raise query_error("not-supported", f"{name} only accepts the :Patient type modifier", where)
     if "," in value:
-        raise _search_error("invalid", "A search covers one patient at a time", where)
+        raise query_error("invalid", "A search covers one patient at a time", where)
     patient_id = value.removeprefix("Patient/") if not modifier else value
     if not _ID.fullmatch(patient_id):
-        raise _search_error("value", f"{name} must be a local Patient reference: Patient/[id] or [id]", where)
+        raise query_error("value", f"{name} must be a local Patient reference: Patient/[id] or [id]", where)
     return patient_id
 
 
 def _parse_count(value: str, where: str) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 9:
-        raise _search_error("value", f"_count must be a whole number (0 for the total only; at most {MAX_COUNT} are returned)", where)
+        raise query_error("value", f"_count must be a whole number (0 for the total only; at most {MAX_COUNT} are returned)", where)
     return min(int(value), MAX_COUNT)
 
 
@@ -486,27 +486,27 @@ def _parse_sort(value: str, where: str) -> SortOrder:
         return "_lastUpdated"
     if value == "-_lastUpdated":
         return "-_lastUpdated"
-    raise _search_error("not-supported", "Only _sort=_lastUpdated or _sort=-_lastUpdated is supported", where)
+    raise query_error("not-supported", "Only _sort=_lastUpdated or _sort=-_lastUpdated is supported", where)
 
 
 def _parse_cursor(value: str, where: str) -> str:
     if not value or len(value) > MAX_CURSOR_LENGTH or not _CURSOR.fullmatch(value):
-        raise _search_error("value", "Invalid page cursor", where)
+        raise query_error("value", "Invalid page cursor", where)
     return value
 
 
 def _parse_last_updated(value: str, where: str) -> InstantRange:
     match = _LAST_UPDATED.fullmatch(value)
     if match is None:
-        raise _search_error("value", "_lastUpdated takes [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
+        raise query_error("value", "_lastUpdated takes [prefix]YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
     prefix, year, month, day, hour, minute, second, fraction, zone = match.groups()
     prefix = prefix or "eq"
     if prefix not in ("eq", "gt", "lt", "ge", "le"):
-        raise _search_error("not-supported", f"_lastUpdated prefix {prefix} is not supported", where)
+        raise query_error("not-supported", f"_lastUpdated prefix {prefix} is not supported", where)
     try:
         start, end = _instant_bounds(year, month, day, hour, minute, second, fraction, zone)
     except (ValueError, OverflowError):  # no such date, or past the calendar's ends (years 1 to 9999, in UTC)
-        raise _search_error("value", "_lastUpdated is not a valid date", where) from None
+        raise query_error("value", "_lastUpdated is not a valid date", where) from None
     if prefix == "eq":
         return InstantRange(start, end)
     if prefix == "ge":
@@ -522,11 +522,11 @@ def parse_instant_start(value: str, where: str) -> datetime:
     """The first instant a date or dateTime of any precision covers (``_since``)."""
     match = _LAST_UPDATED.fullmatch(value)
     if match is None or match.group(1) is not None:
-        raise _search_error("value", "must be a date or an instant: YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
+        raise query_error("value", "must be a date or an instant: YYYY[-MM[-DD[Thh:mm[:ss[.fff]]+zz:zz]]]", where)
     try:
         return _instant_bounds(*match.groups()[1:])[0]
     except (ValueError, OverflowError):
-        raise _search_error("value", "is not a valid date or instant", where) from None
+        raise query_error("value", "is not a valid date or instant", where) from None
 
 
 def _instant_bounds(
@@ -565,10 +565,10 @@ def _instant_bounds(
 
 def _no_modifier(modifier: str, where: str) -> None:
     if modifier:
-        raise _search_error("not-supported", f"Modifier :{modifier} is not supported", where)
+        raise query_error("not-supported", f"Modifier :{modifier} is not supported", where)
 
 
-def _search_error(code: IssueCode, diagnostics: str, where: str | None, status: int = 400) -> FhirSearchError:
+def query_error(code: IssueCode, diagnostics: str, where: str | None, status: int = 400) -> FhirSearchError:
     """``where`` ("Observation?code") names the parameter; it goes into the
     diagnostics, not ``expression``, which is for FHIRPath. Values never do."""
     text = f"{diagnostics} ({where})" if where else diagnostics
@@ -601,6 +601,7 @@ __all__ = [
     "parse_instant_start",
     "parse_search_query",
     "period_terms",
+    "query_error",
     "search_param_names",
     "token_terms",
 ]

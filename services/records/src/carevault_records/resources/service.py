@@ -25,8 +25,7 @@ from carevault_records.binaries.pending import close_upload
 from carevault_records.erasure.service import refuse_if_erased
 from carevault_records.errors import PatientKeyRequired, ResourceGone, UnknownPatient, VersionConflict
 from carevault_records.fhir.compartment import is_patient_data, patient_of, require_patient
-from carevault_records.fhir.outcome import IssueCode, operation_outcome
-from carevault_records.fhir.search import CURSOR_PARAM, FhirSearchError, SearchQuery, parse_instant_start, parse_search_query
+from carevault_records.fhir.search import CURSOR_PARAM, SearchQuery, parse_instant_start, parse_search_query, query_error
 from carevault_records.fhir.validation import validate_resource
 from carevault_records.keys.repository import KeyMaterial
 from carevault_records.keys.service import PatientKeys, RequestKeyrings
@@ -88,7 +87,7 @@ def parse_history_query(params: Sequence[tuple[str, str]], *, lenient: bool = Fa
         where = f"_history?{name}"
         if name == "_count":
             if not (value.isascii() and value.isdigit()) or len(value) > 9:
-                raise _history_error("value", f"_count must be a whole number (at most {HISTORY_LIMIT} are returned)", where)
+                raise query_error("value", f"_count must be a whole number (at most {HISTORY_LIMIT} are returned)", where)
             query = replace(query, count=min(int(value), HISTORY_LIMIT))
         elif name == "_since":
             query = replace(query, since=parse_instant_start(value, where))
@@ -96,18 +95,14 @@ def parse_history_query(params: Sequence[tuple[str, str]], *, lenient: bool = Fa
             try:
                 query = replace(query, before=parse_version_id(value))
             except NotFound:
-                raise _history_error("value", "Invalid page cursor", where) from None
+                raise query_error("value", "Invalid page cursor", where) from None
         elif name in ("_format", "_pretty"):
             continue  # api checked the format
         elif lenient:
             ignored.append(name)
         else:
-            raise _history_error("not-supported", "Only _count and _since are supported (Prefer: handling=lenient ignores the rest)", where)
+            raise query_error("not-supported", "Only _count and _since are supported (Prefer: handling=lenient ignores the rest)", where)
     return replace(query, ignored=tuple(ignored))
-
-
-def _history_error(code: IssueCode, diagnostics: str, where: str) -> FhirSearchError:
-    return FhirSearchError(operation_outcome("error", code, f"{diagnostics} ({where})"))
 
 
 def parse_etag(value: str | None) -> int | None:

@@ -4,6 +4,7 @@ people and clients of the authorization tests."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -188,20 +189,25 @@ def code_of(location: str) -> str:
 
 
 _ADMIN: dict[str, Session] = {}
+# One sign-in at a time per mesh: two at once would present the same TOTP code, and
+# api refuses a code's second use. Keyed by event loop too (a lock belongs to one).
+_ADMIN_LOCKS: dict[tuple[str, int], asyncio.Lock] = {}
 
 
 async def admin_session(mesh: RunningMesh) -> Session:
     """The seeded administrator, signed in once per mesh with password + TOTP."""
-    cached = _ADMIN.get(mesh.backend)
-    if cached is not None and cached.extra.get("expires", 0) > time.time() + 30:
-        return cached
-    creds = seeded_admin(mesh)
-    session = await user_session(
-        mesh, creds["organisation"], creds["username"], creds["password"], totp_now(creds["TOTP secret"]), scope="user/*.cruds"
-    )
-    session.extra["expires"] = time.time() + 280
-    _ADMIN[mesh.backend] = session
-    return session
+    lock = _ADMIN_LOCKS.setdefault((mesh.backend, id(asyncio.get_running_loop())), asyncio.Lock())
+    async with lock:
+        cached = _ADMIN.get(mesh.backend)
+        if cached is not None and cached.extra.get("expires", 0) > time.time() + 30:
+            return cached
+        creds = seeded_admin(mesh)
+        session = await user_session(
+            mesh, creds["organisation"], creds["username"], creds["password"], totp_now(creds["TOTP secret"]), scope="user/*.cruds"
+        )
+        session.extra["expires"] = time.time() + 280
+        _ADMIN[mesh.backend] = session
+        return session
 
 
 async def admin_post(mesh: RunningMesh, path: str, body: dict[str, Any]) -> dict[str, Any]:

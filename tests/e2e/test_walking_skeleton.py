@@ -120,6 +120,14 @@ def test_a_connection_that_sends_nothing_is_closed(mesh: RunningMesh) -> None:
     assert 3.5 < _seconds_until_closed(mesh, [], 1.0) < 20
 
 
+def test_the_management_port_closes_an_idle_connection_too(mesh: RunningMesh) -> None:
+    """Plain HTTP, cluster-internal, but a connection that sends nothing is not kept either."""
+    with socket.create_connection(("127.0.0.1", mesh.layout.management_port("gateway")), timeout=30) as raw:
+        opened = time.monotonic()
+        assert raw.recv(1) == b""
+        assert 3.5 < time.monotonic() - opened < 20
+
+
 def test_a_request_head_sent_a_line_at_a_time_is_cut_off(mesh: RunningMesh) -> None:
     """Slowloris: a byte now and then resets no clock; the head as a whole must arrive in time."""
     lines = [b"GET /healthz HTTP/1.1\r\n"] + [f"x-slow-{i}: {i}\r\n".encode() for i in range(30)]

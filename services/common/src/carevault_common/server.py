@@ -21,10 +21,11 @@ from carevault_common.mtls import TLS_EXTENSION, identity_from_peercert
 from carevault_common.settings import ServiceSettings
 
 
-class PeerIdentityProtocol(HttpToolsProtocol):
+class ServiceHttpProtocol(HttpToolsProtocol):
     """Uvicorn's HTTP protocol, plus the ASGI TLS extension carrying the caller's
-    verified service identity (uvicorn does not expose the peer certificate), and a
-    bound on the time a request's head may take to arrive.
+    verified service identity on the mTLS port (uvicorn does not expose the peer
+    certificate; on the plain management port there is none), and a bound on the time
+    a request's head may take to arrive.
 
     uvicorn bounds only the wait between requests, and resets that on every byte: a
     client sending a header line now and then (slowloris) or nothing at all after the
@@ -67,8 +68,8 @@ class PeerIdentityProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def _protocol(head_timeout_seconds: float) -> type[PeerIdentityProtocol]:
-    return type("PeerIdentityProtocol", (PeerIdentityProtocol,), {"head_timeout_seconds": head_timeout_seconds})
+def _protocol(head_timeout_seconds: float) -> type[ServiceHttpProtocol]:
+    return type("ServiceHttpProtocol", (ServiceHttpProtocol,), {"head_timeout_seconds": head_timeout_seconds})
 
 
 class _QuietSignalsServer(uvicorn.Server):
@@ -84,7 +85,8 @@ def _server(app: FastAPI, host: str, port: int, settings: ServiceSettings, ssl_c
     kwargs: dict[str, Any] = {
         "host": host,
         "port": port,
-        "http": _protocol(settings.client_idle_seconds) if ssl_context is not None else "httptools",
+        # The management port too: probes and scrapers send their request at once.
+        "http": _protocol(settings.client_idle_seconds),
         "lifespan": "on" if ssl_context is not None else "off",
         "log_config": None,
         "access_log": False,

@@ -150,13 +150,18 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
 
 
 async def forget_deleted_pages(engine: AsyncEngine) -> None:
-    """After an erasure on SQLite: checkpoint the write-ahead log and truncate it, so
-    that no earlier page image of erased rows stays in the -wal file (with
-    ``secure_delete`` the database file itself holds none). PostgreSQL: nothing to do
-    here; dead rows go at the next VACUUM (see docs/audit.md)."""
+    """After an erasure on SQLite: rebuild the database file (VACUUM), then checkpoint
+    the write-ahead log and truncate it. ``secure_delete`` zeroes deleted rows, but a
+    copy of a row that a b-tree rebalance moved earlier can linger in a page's unused
+    space (a full-suite run found an erased id so); the rebuilt file holds only live
+    rows, and no earlier page image stays in the -wal file. It costs a pass over the
+    whole file, once per erasure. PostgreSQL: nothing to do here; dead rows go at the
+    next VACUUM (see docs/audit.md)."""
     if engine.dialect.name != "sqlite":
         return
     async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM")
         await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
